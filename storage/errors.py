@@ -1,0 +1,49 @@
+"""Domain errors. Each message is written for the person who caused it and says what to do next.
+
+The bot turns any DreambotError into an ephemeral reply; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DreambotError(Exception):
+    """Base class: `str(error)` is safe to show to a user."""
+
+
+class QueueFull(DreambotError):
+    def __init__(self, active: int, limit: int):
+        super().__init__(f"You already have {active} jobs queued or running (the limit is {limit}). "
+                         "Wait for one to finish or cancel one with /cancel, then try again.")
+        self.active, self.limit = active, limit
+
+
+class JobNotFound(DreambotError):
+    def __init__(self, job_id: int):
+        super().__init__(f"There is no job #{job_id} of yours. /status lists your jobs.")
+        self.job_id = job_id
+
+
+class WrongJobState(DreambotError):
+    def __init__(self, job_id: int, state: str, wanted: str):
+        super().__init__(f"Job #{job_id} is {state}, so it cannot be {wanted}.")
+        self.job_id, self.state = job_id, state
+
+
+class LeaseLost(DreambotError):
+    """A worker wrote to a job it no longer holds (its lease expired and another took it)."""
+
+    def __init__(self, job_id: int):
+        super().__init__(f"job #{job_id}: this worker's lease was lost; another attempt owns the job now.")
+        self.job_id = job_id
+
+
+class PhotoRejected(DreambotError):
+    """A photo cannot be used; the message says why and what to send instead."""
+
+
+class SubjectError(DreambotError):
+    """A subject cannot be created, found or used as asked."""
+
+
+class ConsentError(DreambotError):
+    """Consent is missing, revoked or does not cover what was asked."""

@@ -1,0 +1,93 @@
+"""The file store under the data directory: content-addressed blobs, atomic writes, real deletion.
+
+Paths recorded in the database are relative to the data directory and are built only from
+hashes and ids, never from a name a user typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+BLOB_DIR = "blobs"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(path: Path) -> tuple[str, int]:
+    """Hash and total size of a file, or of a folder's files (names and contents, in order)."""
+    if path.is_file():
+        return sha256_file(path), path.stat().st_size
+    h, size = hashlib.sha256(), 0
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+        size += f.stat().st_size
+    return h.hexdigest(), size
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def put_blob(data_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
+    """Store `data` content-addressed; returns (sha256, path relative to data_dir). Idempotent."""
+    digest = sha256_bytes(data)
+    rel = Path(BLOB_DIR) / digest[:2] / f"{digest}{suffix}"
+    target = data_dir / rel
+    if not target.exists():
+        atomic_write(target, data)
+    return digest, rel.as_posix()
+
+
+def resolve(data_dir: Path, rel: str) -> Path:
+    """The absolute path of a recorded relative path; refuses anything that escapes the data directory."""
+    root = data_dir.resolve()
+    path = (root / rel).resolve()
+    if root != path and root not in path.parents:
+        raise ValueError(f"recorded path {rel!r} is outside the data directory")
+    return path
+
+
+def remove(data_dir: Path, rel: str) -> bool:
+    """Delete a recorded file or folder for real; True if something was removed."""
+    path = resolve(data_dir, rel)
+    if path.is_dir():
+        shutil.rmtree(path)
+        return True
+    if path.exists():
+        path.unlink()
+        return True
+    return False
