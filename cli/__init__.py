@@ -1,0 +1,1 @@
+"""The `dreambot` command: one dispatcher over each package's own sub-commands."""

@@ -7,9 +7,12 @@ never deadlock upgrading a read lock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,24 +48,85 @@ async def connect(path: str | Path, *, busy_timeout_ms: int = 5000, run_migratio
         await db.close()
 
 
+# One connection is shared by every task of a process (the bot's cogs, the worker's heartbeat):
+# their transactions take turns, or one's BEGIN would land inside another's.
+_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 @contextlib.asynccontextmanager
 async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
-    else:
-        await db.execute("COMMIT")
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; one at a time per connection."""
+    lock = _locks.setdefault(db, asyncio.Lock())
+    async with lock:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        else:
+            await db.execute("COMMIT")
+
+
+class _Group:
+    """Statements waiting for the next shared commit on one connection."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[str, tuple, asyncio.Future]] = []
+        self.flusher: asyncio.Task | None = None
+
+
+_groups: weakref.WeakKeyDictionary[aiosqlite.Connection, _Group] = weakref.WeakKeyDictionary()
+
+
+async def fetch_grouped(db: aiosqlite.Connection, query: str, params=()) -> list[aiosqlite.Row]:
+    """Run one self-contained write statement under group commit and return its rows.
+
+    Statements that arrive while a commit is in progress share the next transaction, so
+    concurrent callers pay for one fsync between them; each call returns only after its
+    transaction is durable. A failing statement fails alone (SQLite undoes just that
+    statement); a failed commit fails the whole batch.
+    """
+    group = _groups.setdefault(db, _Group())
+    done = asyncio.get_running_loop().create_future()
+    group.waiting.append((query, tuple(params), done))
+    if group.flusher is None or group.flusher.done():
+        group.flusher = asyncio.create_task(_flush(db, group))
+    return await done
+
+
+async def _flush(db: aiosqlite.Connection, group: _Group) -> None:
+    while group.waiting:
+        batch, group.waiting = group.waiting, []
+        results = []
+        try:
+            async with transaction(db):
+                for query, params, fut in batch:
+                    try:
+                        results.append((fut, list(await db.execute_fetchall(query, params)), None))
+                    except sqlite3.Error as exc:
+                        results.append((fut, None, exc))
+        except BaseException as exc:  # the commit itself failed: nobody's statement is durable
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            continue
+        for fut, rows, exc in results:
+            if fut.done():  # the caller gave up waiting
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(rows)
 
 
 async def fetch_one(db: aiosqlite.Connection, query: str, params=()) -> aiosqlite.Row | None:
-    async with db.execute(query, params) as cur:
-        return await cur.fetchone()
+    """First row of a query, in one trip to the connection's thread."""
+    rows = await db.execute_fetchall(query, params)
+    return rows[0] if rows else None
 
 
 async def fetch_all(db: aiosqlite.Connection, query: str, params=()) -> list[aiosqlite.Row]:
-    async with db.execute(query, params) as cur:
-        return list(await cur.fetchall())
+    return list(await db.execute_fetchall(query, params))

@@ -18,7 +18,7 @@ from typing import Any
 import aiosqlite
 
 from storage.config import QueueConfig
-from storage.db import fetch_all, fetch_one, now, transaction
+from storage.db import fetch_all, fetch_grouped, fetch_one, now, transaction
 from storage.errors import JobNotFound, LeaseLost, QueueFull, WrongJobState
 
 KINDS = ("train", "generate")
@@ -95,24 +95,26 @@ async def enqueue(db: aiosqlite.Connection, *, kind: str, user_id: int, params: 
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     t = now() if at is None else at
-    async with transaction(db):
+    # One statement, so the limit check and the insert are atomic; group commit lets concurrent
+    # requests share an fsync while each still returns only once its job is durable.
+    query = """
+        INSERT INTO jobs (kind, priority, user_id, guild_id, channel_id, subject_id, params,
+                          idempotency_key, max_attempts, run_after, created_at, updated_at)
+        SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+        WHERE (SELECT count(*) FROM jobs WHERE user_id = ? AND state IN ('queued', 'running')) < ?
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING *
+    """
+    rows = await fetch_grouped(db, query, (
+        kind, DEFAULT_PRIORITY[kind] if priority is None else priority, user_id, guild_id, channel_id,
+        subject_id, json.dumps(params), idempotency_key, max_attempts_for(kind, cfg), t, t, t,
+        user_id, cfg.max_queued_per_user))
+    row = rows[0] if rows else None
+    if row is None:
         if idempotency_key is not None:
             row = await fetch_one(db, "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
-            if row is not None:
-                return Job.from_row(row)
-        query = "SELECT count(*) FROM jobs WHERE user_id = ? AND state IN ('queued', 'running')"
-        (active,) = await fetch_one(db, query, (user_id,))
-        if active >= cfg.max_queued_per_user:
-            raise QueueFull(active, cfg.max_queued_per_user)
-        query = """
-            INSERT INTO jobs (kind, priority, user_id, guild_id, channel_id, subject_id, params,
-                              idempotency_key, max_attempts, run_after, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            RETURNING *
-        """
-        row = await fetch_one(db, query, (
-            kind, DEFAULT_PRIORITY[kind] if priority is None else priority, user_id, guild_id, channel_id,
-            subject_id, json.dumps(params), idempotency_key, max_attempts_for(kind, cfg), t, t, t))
+        if row is None:
+            raise QueueFull(cfg.max_queued_per_user, cfg.max_queued_per_user)
     return Job.from_row(row)
 
 

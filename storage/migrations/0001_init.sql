@@ -4,7 +4,7 @@
 -- Times are UNIX seconds (REAL); Discord ids are INTEGER.
 
 CREATE TABLE subjects (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids name folders on disk
     owner_id    INTEGER NOT NULL,
     guild_id    INTEGER,                       -- NULL for subjects made from the command line
     name        TEXT NOT NULL,                 -- what the owner calls it ("rex")
@@ -52,7 +52,7 @@ CREATE INDEX consents_subject ON consents (subject_id);
 CREATE INDEX consents_user ON consents (user_id);
 
 CREATE TABLE jobs (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: ids name folders on disk
     kind             TEXT NOT NULL CHECK (kind IN ('train', 'generate')),
     state            TEXT NOT NULL DEFAULT 'queued'
                      CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'dead')),

@@ -1,0 +1,32 @@
+# Two entry points, each doing its own set-up on a fresh machine:
+#   make demo   runs the main job offline on the embedded defaults
+#   make test   runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned to the build this machine (and CI) serves from local disk
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/dreambot sample-photos demo-out/photos
+	$(BIN)/dreambot check-photos demo-out/photos/*
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/queue.py
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,97 @@
+"""Operator commands over the database: `jobs list|show|cancel|retry`, `forget --user`, `db migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from storage import db as database
+from storage import jobs, migrate, privacy
+from storage.config import Config
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("jobs", help="list, show, cancel or retry queued jobs")
+    jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    q = jsub.add_parser("list", help="the newest jobs, one line each")
+    q.add_argument("--state", choices=jobs.STATES)
+    q.add_argument("--user", type=int)
+    q.add_argument("--limit", type=int, default=30)
+    q.set_defaults(func=_run(_jobs_list))
+    for name, fn, text in (("show", _jobs_show, "everything about one job"),
+                           ("cancel", _jobs_cancel, "cancel a queued job, or ask a running one to stop"),
+                           ("retry", _jobs_retry, "queue a failed, dead or cancelled job again")):
+        q = jsub.add_parser(name, help=text)
+        q.add_argument("job_id", type=int)
+        q.set_defaults(func=_run(fn))
+
+    p = sub.add_parser("forget", help="delete everything of a user from disk and database")
+    p.add_argument("--user", type=int, required=True, help="the user's Discord id")
+    p.set_defaults(func=_run(_forget))
+
+    p = sub.add_parser("db", help="database maintenance")
+    dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    dsub.add_parser("migrate", help="apply pending migrations").set_defaults(func=_run(_migrate, migrations=False))
+
+
+def _run(fn, *, migrations: bool = True):
+    """Wrap an async command: open the database from config, run, return the exit code."""
+    def run(args: argparse.Namespace, cfg: Config) -> int:
+        async def go() -> int:
+            async with database.connect(cfg.storage.database, busy_timeout_ms=cfg.storage.busy_timeout_ms,
+                                        run_migrations=migrations) as db:
+                return await fn(db, args, cfg)
+        return asyncio.run(go())
+    return run
+
+
+def _line(job: jobs.Job) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
+    progress = f"{job.progress_step}/{job.progress_total}" if job.progress_total else "-"
+    return (f"#{job.id:<6} {job.kind:<9} {job.state:<10} user {job.user_id:<20} {when}  "
+            f"try {job.attempts}/{job.max_attempts}  {progress}  {(job.error or '')[:60]}")
+
+
+async def _jobs_list(db, args, cfg) -> int:
+    found = await jobs.list_jobs(db, state=args.state, user_id=args.user, limit=args.limit)
+    for job in found:
+        print(_line(job))
+    if not found:
+        print("no jobs")
+    return 0
+
+
+async def _jobs_show(db, args, cfg) -> int:
+    job = await jobs.get(db, args.job_id)
+    shown = {k: v for k, v in vars(job).items() if k != "lease_token"}  # the token fences writes; keep it private
+    shown["queue_position"] = await jobs.queue_position(db, job.id)
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
+async def _jobs_cancel(db, args, cfg) -> int:
+    job = await jobs.cancel(db, job_id=args.job_id)
+    print(f"job #{job.id}: " + ("cancelled" if job.state == "cancelled" else "asked to stop; the worker ends it "
+                                                                          "at its next step"))
+    return 0
+
+
+async def _jobs_retry(db, args, cfg) -> int:
+    job = await jobs.retry(db, job_id=args.job_id)
+    print(f"job #{job.id} queued again (position {await jobs.queue_position(db, job.id)})")
+    return 0
+
+
+async def _forget(db, args, cfg) -> int:
+    report = await privacy.forget_user(db, user_id=args.user, data_dir=cfg.storage.data_dir)
+    print(f"deleted {report.summary()}; {report.files_removed} files removed from disk. "
+          "A tombstone stays in the audit log.")
+    return 0
+
+
+async def _migrate(db, args, cfg) -> int:
+    ran = await migrate.migrate(db)
+    print("applied: " + ", ".join(ran) if ran else "the database is up to date")
+    return 0

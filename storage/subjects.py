@@ -1,0 +1,174 @@
+"""Subjects (what a user trains: "rex", a dog) and their cleaned photos."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.db import fetch_all, fetch_one, now, transaction
+from storage.errors import SubjectError
+
+STATES = ("draft", "pending_review", "queued", "training", "ready", "failed", "rejected", "revoked")
+
+# Rare identifier tokens: short strings the base model has almost no prior for, each a single
+# CLIP token, so "a photo of sks dog" binds the subject to the token (DreamBooth, section 4.2).
+# A user's subjects never share one; the list is long enough for the photo quota.
+RARE_TOKENS = (
+    "sks", "ohwx", "zwx", "xjy", "qwz", "vkj", "pqx", "jzk", "wqv", "kxq",
+    "zqj", "xvk", "bqz", "fzx", "qjv", "vxz", "zkv", "jxq", "qxj", "xzq",
+    "wzk", "kzq", "qvz", "vqj", "zxv", "jqz", "xkz", "qzk", "vzj", "zjx",
+)
+NAME_PATTERN = re.compile(r"^[\w][\w \-']{0,31}$")
+
+
+@dataclass(frozen=True)
+class Subject:
+    id: int
+    owner_id: int
+    guild_id: int | None
+    name: str
+    token: str
+    class_noun: str
+    state: str
+    adapter_artifact_id: int | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def instance_prompt(self) -> str:
+        return f"a photo of {self.token} {self.class_noun}"
+
+    @property
+    def class_prompt(self) -> str:
+        return f"a photo of a {self.class_noun}"
+
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    subject_id: int
+    position: int
+    sha256: str
+    path: str
+    width: int
+    height: int
+    findings: list[str]
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Photo:
+        d = dict(row)
+        d["findings"] = json.loads(d["findings"])
+        return cls(**d)
+
+
+def normalize_name(name: str) -> str:
+    """A subject name as stored: trimmed, single-spaced, lower-case; SubjectError if unusable."""
+    cleaned = " ".join(name.split()).lower()
+    if not NAME_PATTERN.match(cleaned):
+        raise SubjectError(f"{name!r} can't be a subject name: use 1-32 letters, digits, spaces, - or '.")
+    return cleaned
+
+
+def normalize_class_noun(noun: str) -> str:
+    cleaned = " ".join(noun.split()).lower()
+    if not re.fullmatch(r"[a-z][a-z \-]{0,31}", cleaned):
+        raise SubjectError(f"{noun!r} can't be a class noun: use a plain word such as dog, cat, mug or person.")
+    return cleaned
+
+
+async def create(db: aiosqlite.Connection, *, owner_id: int, guild_id: int | None, name: str,
+                 class_noun: str) -> Subject:
+    """A new draft subject with a rare token no other subject of this owner uses."""
+    name, class_noun = normalize_name(name), normalize_class_noun(class_noun)
+    t = now()
+    async with transaction(db):
+        clash = await fetch_one(db, "SELECT state FROM subjects WHERE owner_id = ? AND guild_id IS ? AND name = ?",
+                                (owner_id, guild_id, name))
+        if clash is not None:
+            raise SubjectError(f"You already have a subject called {name!r} ({clash['state']}). "
+                               "Pick another name, or delete the old one with /forget.")
+        used = {r[0] for r in await fetch_all(db, "SELECT token FROM subjects WHERE owner_id = ?", (owner_id,))}
+        token = next((tok for tok in RARE_TOKENS if tok not in used), None)
+        if token is None:
+            raise SubjectError(f"You have {len(used)} subjects, the most one person may keep. "
+                               "Delete one with /forget before training another.")
+        query = """
+            INSERT INTO subjects (owner_id, guild_id, name, token, class_noun, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *
+        """
+        row = await fetch_one(db, query, (owner_id, guild_id, name, token, class_noun, t, t))
+    return Subject(**dict(row))
+
+
+async def get(db: aiosqlite.Connection, subject_id: int) -> Subject:
+    row = await fetch_one(db, "SELECT * FROM subjects WHERE id = ?", (subject_id,))
+    if row is None:
+        raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
+    return Subject(**dict(row))
+
+
+async def find(db: aiosqlite.Connection, *, owner_id: int, name: str, guild_id: int | None = None) -> Subject | None:
+    """The owner's subject by name; with guild_id None, the newest of that name in any guild."""
+    query = """
+        SELECT * FROM subjects WHERE owner_id = ? AND name = ? AND (? IS NULL OR guild_id IS ?)
+        ORDER BY id DESC LIMIT 1
+    """
+    row = await fetch_one(db, query, (owner_id, " ".join(name.split()).lower(), guild_id, guild_id))
+    return Subject(**dict(row)) if row else None
+
+
+async def list_for_owner(db: aiosqlite.Connection, owner_id: int, *, guild_id: int | None = None) -> list[Subject]:
+    query = "SELECT * FROM subjects WHERE owner_id = ? AND (? IS NULL OR guild_id IS ?) ORDER BY name"
+    return [Subject(**dict(r)) for r in await fetch_all(db, query, (owner_id, guild_id, guild_id))]
+
+
+async def list_for_guild(db: aiosqlite.Connection, guild_id: int, *, state: str | None = None) -> list[Subject]:
+    query = "SELECT * FROM subjects WHERE guild_id = ? AND (? IS NULL OR state = ?) ORDER BY id"
+    return [Subject(**dict(r)) for r in await fetch_all(db, query, (guild_id, state, state))]
+
+
+async def add_photo(db: aiosqlite.Connection, *, subject_id: int, sha256: str, path: str, width: int, height: int,
+                    findings: list[str] | tuple[str, ...] = ()) -> Photo:
+    """Attach a stored photo; the same photo twice in one subject is refused."""
+    query = """
+        INSERT INTO photos (subject_id, position, sha256, path, width, height, findings, created_at)
+        VALUES (?, (SELECT coalesce(max(position), 0) + 1 FROM photos WHERE subject_id = ?), ?, ?, ?, ?, ?, ?)
+        RETURNING *
+    """
+    try:
+        async with transaction(db):
+            row = await fetch_one(db, query, (subject_id, subject_id, sha256, path, width, height,
+                                              json.dumps(list(findings)), now()))
+    except aiosqlite.IntegrityError:
+        raise SubjectError("That photo is already part of this subject: send a different one.") from None
+    return Photo.from_row(row)
+
+
+async def photos(db: aiosqlite.Connection, subject_id: int) -> list[Photo]:
+    rows = await fetch_all(db, "SELECT * FROM photos WHERE subject_id = ? ORDER BY position", (subject_id,))
+    return [Photo.from_row(r) for r in rows]
+
+
+async def set_state(db: aiosqlite.Connection, *, subject_id: int, state: str) -> Subject:
+    if state not in STATES:
+        raise ValueError(f"unknown subject state {state!r}")
+    async with transaction(db):
+        row = await fetch_one(db, "UPDATE subjects SET state = ?, updated_at = ? WHERE id = ? RETURNING *",
+                              (state, now(), subject_id))
+    if row is None:
+        raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
+    return Subject(**dict(row))
+
+
+async def set_adapter(db: aiosqlite.Connection, *, subject_id: int, artifact_id: int | None) -> Subject:
+    """Point the subject at the adapter to use (the final one, or an earlier checkpoint's)."""
+    query = "UPDATE subjects SET adapter_artifact_id = ?, updated_at = ? WHERE id = ? RETURNING *"
+    async with transaction(db):
+        row = await fetch_one(db, query, (artifact_id, now(), subject_id))
+    if row is None:
+        raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
+    return Subject(**dict(row))

@@ -1,0 +1,71 @@
+"""Config: defaults match config.toml, environment overrides, and errors that name key, value and rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storage.config import REPO_CONFIG, Config, ConfigError, discord_token, load
+
+
+def test_config_toml_matches_the_dataclass_defaults():
+    """The shipped config.toml states the same defaults the code falls back to (presets aside)."""
+    shipped = load(REPO_CONFIG, env={})
+    defaults = Config()
+    assert shipped.storage == defaults.storage
+    assert shipped.bot == defaults.bot
+    assert {k: v for k, v in vars(shipped.trainer).items() if k != "presets"} == \
+        {k: v for k, v in vars(defaults.trainer).items() if k != "presets"}
+    assert set(shipped.trainer.presets) == {"quick", "balanced", "faces"}
+
+
+def test_environment_overrides_a_single_key():
+    """DREAMBOT_<TABLE>_<KEY> replaces one value and leaves the rest."""
+    cfg = load(REPO_CONFIG, env={"DREAMBOT_STORAGE_PHOTOS_MIN_SIDE": "300", "DREAMBOT_STORAGE_DATA_DIR": "/srv/x"})
+    assert cfg.storage.photos.min_side == 300
+    assert cfg.storage.data_dir == Path("/srv/x")
+    assert cfg.storage.photos.warn_side == 512
+
+
+def test_environment_overrides_a_preset_field():
+    """Preset fields can be overridden by name."""
+    cfg = load(REPO_CONFIG, env={"DREAMBOT_TRAINER_PRESETS_QUICK_STEPS": "50"})
+    assert cfg.trainer.presets["quick"].steps == 50
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DREAMBOT_STORAGE_PHOTOS_MIN_SIDE": "tiny"}, "storage.photos.min_side = 'tiny' is not a valid int"),
+    ({"DREAMBOT_STORAGE_PHOTOS_MIN_SIDE": "10"}, "storage.photos.min_side = '10' is out of range: it must be at least 64"),
+    ({"DREAMBOT_TRAINER_DEVICE": "tpu"}, "trainer.device = 'tpu' is not allowed: choose one of auto, cuda, cpu"),
+    ({"DREAMBOT_BOT_REVIEW_REQUIRED": "maybe"}, "bot.review_required = 'maybe' is not a valid bool"),
+    ({"DREAMBOT_NO_SUCH_KEY": "1"}, "DREAMBOT_NO_SUCH_KEY does not name a setting"),
+    ({"DREAMBOT_TRAINER_DEFAULT_PRESET": "turbo"}, "trainer.default_preset = 'turbo' is not one of the presets"),
+])
+def test_bad_value_names_key_value_and_rule(env, message):
+    """A wrong value fails with the key, the value and what is allowed."""
+    with pytest.raises(ConfigError) as err:
+        load(REPO_CONFIG, env=env)
+    assert message in str(err.value)
+
+
+def test_unknown_key_in_file_is_refused(tmp_path):
+    """A misspelt key in config.toml is an error listing the valid keys."""
+    path = tmp_path / "config.toml"
+    path.write_text("[storage]\ndata_dirr = 'x'\n")
+    with pytest.raises(ConfigError, match="unknown setting storage.data_dirr: allowed keys here are busy_timeout_ms"):
+        load(path, env={})
+
+
+def test_token_comes_only_from_environment(monkeypatch):
+    """The Discord token is read from DISCORD_TOKEN and appears in no config field."""
+    monkeypatch.setenv("DISCORD_TOKEN", "secret-token-value")
+    assert discord_token() == "secret-token-value"
+    assert "secret-token-value" not in repr(load(REPO_CONFIG))
+
+
+def test_missing_token_says_what_to_do(monkeypatch):
+    """Without DISCORD_TOKEN the error says to export it."""
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="export the bot token"):
+        discord_token()
