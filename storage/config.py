@@ -38,7 +38,7 @@ class PhotoLimits:
     min_per_subject: int = setting(3, lo=1, hi=50)
     max_per_subject: int = setting(10, lo=1, hi=50)
     max_file_mb: int = setting(20, lo=1, hi=200)
-    max_pixels: int = setting(40_000_000, lo=65_536)
+    max_pixels: int = setting(40_000_000, lo=65_536, hi=89_478_485)  # Pillow refuses more than that anyway
     min_side: int = setting(256, lo=64)
     warn_side: int = setting(512, lo=64)
     blur_threshold: float = setting(60.0, lo=0.0)
