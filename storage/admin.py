@@ -1,4 +1,4 @@
-"""Operator commands over the database: `jobs list|show|cancel|retry`, `forget --user`, `db migrate`."""
+"""Operator commands over the database: `jobs list|show|cancel|retry`, `forget --user`, `db migrate|sweep`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import time
 
 from storage import db as database
-from storage import jobs, migrate, privacy
+from storage import jobs, migrate, privacy, retention
 from storage.config import Config
 
 
@@ -34,6 +34,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dsub.add_parser("migrate", help="apply pending migrations").set_defaults(func=_run(_migrate, migrations=False))
+    dsub.add_parser("sweep", help="delete generated images and failed subjects' photos past retention"
+                    ).set_defaults(func=_run(_sweep))
 
 
 def _run(fn, *, migrations: bool = True):
@@ -94,4 +96,10 @@ async def _forget(db, args, cfg) -> int:
 async def _migrate(db, args, cfg) -> int:
     ran = await migrate.migrate(db)
     print("applied: " + ", ".join(ran) if ran else "the database is up to date")
+    return 0
+
+
+async def _sweep(db, args, cfg) -> int:
+    report = await retention.sweep(db, data_dir=cfg.storage.data_dir, cfg=cfg.storage.retention)
+    print(f"deleted {report.images} generated images and grids and {report.photos} photos past retention")
     return 0
