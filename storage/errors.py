@@ -47,3 +47,24 @@ class SubjectError(DreambotError):
 
 class ConsentError(DreambotError):
     """Consent is missing, revoked or does not cover what was asked."""
+
+
+class Banned(DreambotError):
+    def __init__(self, reason: str = ""):
+        why = f" (reason: {reason})" if reason else ""
+        super().__init__(f"A moderator of this server has barred you from dreambot here{why}. "
+                         "Ask the server's moderators if you think this is a mistake.")
+
+
+class QuotaReached(DreambotError):
+    """A guild's quota (subjects per user, images per day) is used up; the message says when or how to go on."""
+
+
+class PromptRefused(DreambotError):
+    """A prompt uses a term the server blocks, or names no usable subject."""
+
+
+class CooldownActive(DreambotError):
+    def __init__(self, command: str, retry_after: float):
+        super().__init__(f"You used /{command} a moment ago. Try again in {max(1, round(retry_after))} seconds.")
+        self.retry_after = retry_after

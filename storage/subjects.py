@@ -172,3 +172,15 @@ async def set_adapter(db: aiosqlite.Connection, *, subject_id: int, artifact_id:
     if row is None:
         raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
     return Subject(**dict(row))
+
+
+async def transition(db: aiosqlite.Connection, *, subject_id: int, from_states: tuple[str, ...],
+                     to: str) -> Subject | None:
+    """Move the subject to `to` only if it is in one of `from_states` (atomic); None if it was not."""
+    if to not in STATES or not set(from_states) <= set(STATES):
+        raise ValueError(f"unknown subject state in {from_states!r} -> {to!r}")
+    marks = ",".join("?" * len(from_states))
+    query = f"UPDATE subjects SET state = ?, updated_at = ? WHERE id = ? AND state IN ({marks}) RETURNING *"
+    async with transaction(db):
+        row = await fetch_one(db, query, (to, now(), subject_id, *from_states))
+    return Subject(**dict(row)) if row else None

@@ -1,0 +1,95 @@
+"""The Bot: database and settings injected, cogs loaded from one tuple, persistent buttons, background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiosqlite
+import discord
+from discord.ext import commands
+
+from bot import endpoints, render, training, views
+from bot.consent_view import ConsentView
+from bot.cooldowns import Cooldowns
+from bot.delivery import Deliverer
+from bot.error_handler import on_tree_error
+from storage import deliveries, drafts, guilds
+from storage.config import BotSettings, StorageConfig
+
+log = logging.getLogger(__name__)
+
+INITIAL_EXTENSIONS = (
+    "bot.cogs.train",
+    "bot.cogs.imagine",
+    "bot.cogs.subjects",
+    "bot.cogs.privacy",
+    "bot.cogs.moderation",
+)
+SWEEP_SECONDS = 60.0
+
+
+class DreamBot(commands.Bot):
+    def __init__(self, *, db: aiosqlite.Connection, settings: BotSettings, storage: StorageConfig,
+                 sync_commands: bool = True, poll_seconds: float = 1.0, **client_options) -> None:
+        endpoints.use(settings.api_base, settings.gateway_url)
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
+                         help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
+        self.db = db
+        self.settings = settings
+        self.storage = storage
+        self.sync_commands = sync_commands
+        self.cooldowns = Cooldowns()
+        self.deliverer = Deliverer(self, poll_seconds=poll_seconds)
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def data_dir(self) -> Path:
+        return self.storage.data_dir
+
+    async def setup_hook(self) -> None:
+        for extension in INITIAL_EXTENSIONS:
+            await self.load_extension(extension)
+        self.tree.on_error = on_tree_error
+        self.add_dynamic_items(*views.DYNAMIC_ITEMS)
+        for subject in await drafts.pending(self.db):  # Confirm/Cancel keep working after a restart
+            self.add_view(ConsentView(subject.id, subject.owner_id))
+        if self.sync_commands:
+            await self.tree.sync()
+        self._tasks = [asyncio.create_task(self.deliverer.run(), name="outbox-delivery"),
+                       asyncio.create_task(self._sweep(), name="draft-sweeper")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().close()
+
+    async def _sweep(self) -> None:
+        """Expire unconfirmed drafts (deleting their photos) and stale interaction tokens."""
+        while True:
+            try:
+                await training.expire_drafts(self.db, data_dir=self.storage.data_dir)
+                await deliveries.forget_expired_tokens(self.db)
+            except Exception:
+                log.exception("draft sweep failed; retrying")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def review_required(self, guild_id: int | None) -> bool:
+        if guild_id is None:
+            return self.settings.review_required
+        policy = await guilds.policy(self.db, guild_id, default_review=self.settings.review_required)
+        return policy.review_required
+
+    async def audit(self, action: str, *, actor_id: int | None, fields: dict[str, str] | None = None) -> None:
+        """Post an event to the audit channel as an embed (never with photos); failures are only logged."""
+        channel_id = self.settings.audit_channel_id
+        if not channel_id:
+            return
+        try:
+            channel = self.get_channel(channel_id) or await self.fetch_channel(channel_id)
+            await channel.send(embed=render.audit_embed(action, actor_id=actor_id, fields=fields),
+                               allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException:
+            log.exception("could not post %s to the audit channel %s", action, channel_id)

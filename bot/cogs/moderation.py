@@ -1,0 +1,127 @@
+"""/mod: review queue, consents, usage, audit log, revoke, bans and the guild policy.
+
+Guild-only and, by default, shown only to members who can manage the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render, training, views
+from storage import audit, consent, guilds, subjects, usage
+from storage.errors import DreambotError
+
+log = logging.getLogger(__name__)
+REVIEW_BATCH = 5
+
+
+def _reply(interaction: discord.Interaction, text: str, **kwargs):
+    return interaction.response.send_message(text, ephemeral=True,
+                                             allowed_mentions=discord.AllowedMentions.none(), **kwargs)
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Moderation(commands.GroupCog, group_name="mod", group_description="Moderate dreambot in this server"):
+    def __init__(self, bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="review", description="Subjects waiting for review, with Approve / Reject")
+    async def review(self, interaction: discord.Interaction) -> None:
+        held = await subjects.list_for_guild(self.bot.db, interaction.guild_id, state="pending_review")
+        if not held:
+            await _reply(interaction, "No subjects are waiting for review.")
+            return
+        await _reply(interaction, f"{len(held)} subject(s) waiting for review; photos are not shown here.")
+        for subject in held[:REVIEW_BATCH]:
+            await interaction.followup.send(
+                f"**{subject.name}** ({subject.class_noun}) of <@{subject.owner_id}>, #{subject.id}",
+                view=views.review_view(subject.id), ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="consents", description="Who consented to what, when, and whether it was revoked")
+    async def consents(self, interaction: discord.Interaction) -> None:
+        found = await consent.for_guild(self.bot.db, interaction.guild_id)
+        await _reply(interaction, render.paginate([render.consent_line(c) for c in found], "No consents yet."))
+
+    @app_commands.command(name="usage", description="Jobs, GPU time and images per user or per subject")
+    async def usage(self, interaction: discord.Interaction, by: Literal["user", "subject"] = "user") -> None:
+        totals = await usage.totals(self.bot.db, by=f"{by}_id", guild_id=interaction.guild_id)
+        label = (lambda t: f"<@{t.key}>") if by == "user" else (lambda t: f"subject #{t.key}")
+        await _reply(interaction, render.paginate([render.usage_line(t, label(t)) for t in totals], "No usage yet."))
+
+    @app_commands.command(name="audit", description="The newest entries of this server's audit log")
+    async def audit_log(self, interaction: discord.Interaction, user: discord.User | None = None) -> None:
+        entries = await audit.recent(self.bot.db, guild_id=interaction.guild_id,
+                                     target_user_id=user.id if user else None, limit=25)
+        await _reply(interaction, render.paginate([render.audit_line(e) for e in entries], "The log is empty."))
+
+    @app_commands.command(name="revoke", description="Revoke a subject: its model is deleted, generation refused")
+    @app_commands.describe(subject_id="the subject's number (#) from /mod review or /mod consents")
+    async def revoke(self, interaction: discord.Interaction, subject_id: int, reason: str = "") -> None:
+        bot = self.bot
+        subject = await training.revoke(bot.db, subject_id=subject_id, guild_id=interaction.guild_id,
+                                        moderator_id=interaction.user.id, reason=reason, data_dir=bot.storage.data_dir)
+        await _reply(interaction, f"Revoked **{subject.name}** (#{subject.id}) of <@{subject.owner_id}>: its model "
+                                  "is deleted and it can't be used any more.")
+        await bot.audit("subject.revoked", actor_id=interaction.user.id,
+                        fields={"subject": f"#{subject.id} {subject.name}", "owner": f"<@{subject.owner_id}>",
+                                "reason": reason or "-"})
+
+    @app_commands.command(name="ban", description="Bar a user from dreambot in this server")
+    async def ban(self, interaction: discord.Interaction, user: discord.User, reason: str = "") -> None:
+        await guilds.ban(self.bot.db, guild_id=interaction.guild_id, user_id=user.id, by=interaction.user.id,
+                         reason=reason)
+        await _reply(interaction, f"<@{user.id}> can no longer use dreambot here.")
+        await self.bot.audit("user.banned", actor_id=interaction.user.id,
+                             fields={"user": f"<@{user.id}>", "reason": reason or "-"})
+
+    @app_commands.command(name="unban", description="Let a barred user use dreambot here again")
+    async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        lifted = await guilds.unban(self.bot.db, guild_id=interaction.guild_id, user_id=user.id,
+                                    by=interaction.user.id)
+        await _reply(interaction, f"<@{user.id}> may use dreambot here again." if lifted
+                     else f"<@{user.id}> was not barred.")
+        if lifted:
+            await self.bot.audit("user.unbanned", actor_id=interaction.user.id, fields={"user": f"<@{user.id}>"})
+
+    @app_commands.command(name="policy", description="Show or change review, quotas and the prompt blocklist")
+    @app_commands.describe(review_required="hold new subjects for review", max_subjects="subjects per person "
+                           "(0: no limit)", images_per_day="images per person per day (0: no limit)",
+                           block="a word to refuse in prompts", unblock="a blocked word to allow again")
+    async def policy(self, interaction: discord.Interaction, review_required: bool | None = None,
+                     max_subjects: app_commands.Range[int, 0, 1000] | None = None,
+                     images_per_day: app_commands.Range[int, 0, 100_000] | None = None,
+                     block: str | None = None, unblock: str | None = None) -> None:
+        db, gid, me = self.bot.db, interaction.guild_id, interaction.user.id
+        changes: dict = {}
+        if review_required is not None:
+            changes["review_required"] = review_required
+        if max_subjects is not None:
+            changes["max_subjects_per_user"] = max_subjects or None
+        if images_per_day is not None:
+            changes["max_images_per_day"] = images_per_day or None
+        if changes:
+            await guilds.set_policy(db, guild_id=gid, by=me, **changes)
+        if block:
+            await guilds.block_term(db, guild_id=gid, term=block, by=me)
+        if unblock and not await guilds.unblock_term(db, guild_id=gid, term=unblock, by=me):
+            raise DreambotError(f"{unblock!r} was not on the blocklist.")
+        policy = await guilds.policy(db, gid, default_review=self.bot.settings.review_required)
+        terms = await guilds.blocklist(db, gid)
+        text = (f"Review required: {'yes' if policy.review_required else 'no'}\n"
+                f"Subjects per person: {policy.max_subjects_per_user or 'no limit'}\n"
+                f"Images per person per day: {policy.max_images_per_day or 'no limit'}\n"
+                f"Blocked in prompts: {', '.join(terms) or 'nothing'}")
+        await _reply(interaction, text)
+        if changes or block or unblock:
+            await self.bot.audit("guild.policy_changed", actor_id=me, fields={"policy": text})
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Moderation(bot))

@@ -1,0 +1,118 @@
+"""Text and embeds the bot shows: progress bars, time estimates, lists, audit entries. No I/O."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+import discord
+
+from storage.audit import Entry
+from storage.consent import Consent
+from storage.jobs import Job
+from storage.subjects import Subject
+from storage.usage import UsageTotal
+
+BAR_WIDTH = 20
+MAX_CONTENT = 2000
+
+
+def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
+    """`[#########-----------] 45%` for step of total (clamped to 0..100%)."""
+    fraction = 0.0 if total <= 0 else min(1.0, max(0.0, step / total))
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {round(fraction * 100)}%"
+
+
+def duration(seconds: float | None) -> str:
+    """A rough, readable duration: '45 s', '3 min 20 s', '1 h 5 min'; 'unknown' for None."""
+    if seconds is None or seconds < 0:
+        return "unknown"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def training_status(name: str, *, step: int, total: int, eta_seconds: float | None, message: str = "",
+                    loss: float | None = None) -> str:
+    lines = [f"Training **{name}**: {progress_bar(step, total)}", f"step {step}/{total}, "
+             f"about {duration(eta_seconds)} left"]
+    if loss is not None:
+        lines[-1] += f", loss {loss:.4f}"
+    if message:
+        lines.append(message[:200])
+    return "\n".join(lines)
+
+
+def clip(text: str, limit: int = MAX_CONTENT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def intake_report(lines: Sequence[str], consent_text: str) -> str:
+    """Per-photo findings, then the exact consent text, within one message."""
+    consent = f"\n\n{consent_text}\n\nPress **Confirm** to agree and start, or **Cancel** to delete the photos."
+    body = "Your photos:\n" + "\n".join(f"- {line}" for line in lines)
+    return clip(body, MAX_CONTENT - len(consent)) + consent
+
+
+def subject_line(subject: Subject) -> str:
+    adapter = "" if subject.adapter_artifact_id is None else ", trained"
+    return f"**{subject.name}** ({subject.class_noun}): {subject.state.replace('_', ' ')}{adapter} [#{subject.id}]"
+
+
+def job_line(job: Job, position: int | None, subject_names: dict[int, str]) -> str:
+    what = subject_names.get(job.subject_id or 0, "") if job.kind == "train" else job.params.get("prompt", "")
+    where = f", position {position} in the queue" if position else ""
+    progress = f", step {job.progress_step}/{job.progress_total}" if job.state == "running" and job.progress_total else ""
+    return f"#{job.id} {job.kind} {clip(str(what), 60)!r}: {job.state}{where}{progress}"
+
+
+def when(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return f"<t:{int(at)}:f>"
+
+
+def consent_line(c: Consent) -> str:
+    status = f"revoked {when(c.revoked_at)} by <@{c.revoked_by}>" if c.revoked_at else "active"
+    return (f"subject #{c.subject_id}, <@{c.user_id}>, text {c.text_version} (sha256 {c.text_sha256[:12]}), "
+            f"given {when(c.granted_at)}, {status}")
+
+
+def usage_line(total: UsageTotal, label: str) -> str:
+    return f"{label}: {total.jobs} jobs, {total.gpu_seconds / 60:.1f} GPU min, {total.images} images"
+
+
+def audit_line(e: Entry) -> str:
+    who = f"<@{e.actor_id}>" if e.actor_id else "system"
+    target = f" on <@{e.target_user_id}>" if e.target_user_id else ""
+    subject = f" subject #{e.subject_id}" if e.subject_id else ""
+    return f"{when(e.at)} {who}: {e.action}{target}{subject}"
+
+
+def audit_embed(action: str, *, actor_id: int | None, fields: dict[str, str] | None = None) -> discord.Embed:
+    """The embed posted to the audit channel; photos are never attached."""
+    embed = discord.Embed(title=action, timestamp=datetime.datetime.now(datetime.UTC),
+                          colour=discord.Colour.dark_gold())
+    embed.add_field(name="by", value=f"<@{actor_id}>" if actor_id else "system")
+    for name, value in (fields or {}).items():
+        embed.add_field(name=name, value=clip(str(value), 1000) or "-", inline=False)
+    return embed
+
+
+def paginate(lines: Sequence[str], empty: str, limit: int = MAX_CONTENT) -> str:
+    """Lines joined up to the message limit, with a count of those left out."""
+    if not lines:
+        return empty
+    out: list[str] = []
+    size = 0
+    for n, line in enumerate(lines):
+        if size + len(line) + 40 > limit:
+            out.append(f"... and {len(lines) - n} more")
+            break
+        out.append(line)
+        size += len(line) + 1
+    return "\n".join(out)
