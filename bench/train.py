@@ -1,0 +1,251 @@
+"""Benchmark the trainer: seconds per step against a plain loop, memory, class images, generation.
+
+    python bench/train.py                # tiny model on this machine's device (CPU here), ~1 minute
+    python bench/train.py --full         # SD 1.5 architecture, random weights, 512 px, on CUDA
+
+The plain loop is what diffusers' reference script does each step: encode the batch's pixels
+through the VAE and the prompts through the text encoder, then the UNet. Ours encodes once and
+runs the UNet alone. Both run in the same process on the same model, and the ratio is printed.
+With --full it also measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's
+achieved TFLOP/s (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of
+the card's dense bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, bench/ comes first on sys.path, and bench/queue.py would shadow the standard library's
+# queue for torch and aiosqlite (imported later, inside the functions): put the repository root there instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+UNET_TFLOP_PER_SAMPLE_512 = 1.73  # forward + backward (activations only: base weights are frozen)
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(args, workdir: Path):
+    """(pipe, runtime, photos): the tiny model through the worker's loader, or SD 1.5 built in memory."""
+    import skimage.data
+    from PIL import Image
+
+    from trainer import models
+    from trainer.tiny_model import build_random_pipeline, make_tiny_model
+
+    runtime = models.pick_runtime("cuda" if args.full else args.device, "bf16")
+    if args.full:
+        if runtime.device != "cuda":
+            sys.exit("--full needs a CUDA device")
+        pipe = models.prepare_pipeline(build_random_pipeline("sd15", seed=0), runtime)
+    else:
+        pipe = models.load_pipeline(str(make_tiny_model(workdir / "tiny")), runtime)
+    photos = []
+    for name in ("chelsea", "astronaut", "coffee"):
+        path = workdir / f"{name}.png"
+        Image.fromarray(getattr(skimage.data, name)()).save(path)
+        photos.append(path)
+    return pipe, runtime, photos
+
+
+class StepClock:
+    """train.Callbacks that times every step (progress is reported each step in the benchmark)."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def on_progress(self, progress):
+        self.times.append(time.perf_counter())
+
+    def on_checkpoint(self, checkpoint):
+        pass
+
+    def on_message(self, text):
+        pass
+
+    def should_stop(self):
+        return False
+
+    def seconds_per_step(self, skip: int = 3) -> float:
+        gaps = [b - a for a, b in zip(self.times, self.times[1:], strict=False)][skip:]
+        return statistics.median(gaps) if gaps else float("nan")
+
+
+def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str) -> dict:
+    from trainer import train
+
+    train.LOG_EVERY_SECONDS = 0.0  # a report (and a GPU sync) every step, to time each one
+    clock = StepClock()
+    reset_peak(runtime.device)
+    out = workdir / name
+    train.train(pipe, runtime, cfg, instance_paths=photos, class_dir=class_dir, out_dir=out,
+                export_dir=out / "adapter", kohya_path=out / "kohya.safetensors", callbacks=clock)
+    return {"seconds_per_step": clock.seconds_per_step(), "peak_mb": peak_memory_mb(runtime.device),
+            "adapter": str(out / "adapter")}
+
+
+def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int) -> dict:
+    """diffusers' reference loop: VAE-encode pixels and text-encode prompts every step, then the UNet."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    from trainer import data, lora
+
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    device, b = runtime.device, cfg.batch_size
+    inst = data.to_tensor([data.load_image(p, cfg.resolution) for p in photos])
+    cls = data.to_tensor([data.load_image(p, cfg.resolution) for p in data.class_image_paths(class_dir)])
+    ids = torch.cat([data.token_ids(pipe.tokenizer, cfg.instance_prompt).expand(b, -1),
+                     data.token_ids(pipe.tokenizer, cfg.class_prompt).expand(b, -1)]).to(device)
+    params = lora.add_train_adapters(pipe, rank=cfg.rank, alpha=cfg.alpha, text_encoder=False)
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, fused=device == "cuda")
+    g = torch.Generator().manual_seed(0)
+    times = []
+    reset_peak(device)
+    try:
+        pipe.unet.train()
+        for _ in range(steps):
+            pixels = torch.cat([inst[torch.randint(len(inst), (b,), generator=g)],
+                                cls[torch.randint(len(cls), (b,), generator=g)]]).to(device, runtime.dtype)
+            with torch.autocast(device, dtype=runtime.dtype, enabled=runtime.autocast):
+                with torch.no_grad():
+                    latents = pipe.vae.encode(pixels).latent_dist.sample() * pipe.vae.config.scaling_factor
+                    hidden = pipe.text_encoder(ids)[0]
+                noise = torch.randn_like(latents)
+                t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), device=device)
+                pred = pipe.unet(sched.add_noise(latents, noise, t), t, hidden).sample
+            inst_loss = F.mse_loss(pred[:b].float(), noise[:b].float())
+            prior_loss = F.mse_loss(pred[b:].float(), noise[b:].float())
+            (inst_loss + cfg.prior_loss_weight * prior_loss).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            (inst_loss + prior_loss).item()  # the reference logs the loss every step
+            times.append(time.perf_counter())
+    finally:
+        pipe.unet.eval()
+        lora.remove_train_adapters(pipe)
+    gaps = [b2 - a for a, b2 in zip(times, times[1:], strict=False)][3:]
+    return {"seconds_per_step": statistics.median(gaps), "peak_mb": peak_memory_mb(device)}
+
+
+def main() -> int:
+    import torch
+
+    from trainer import data, generate
+    from trainer.config import TrainConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="SD 1.5 architecture at 512 px on CUDA")
+    parser.add_argument("--device", default="auto", help="for the tiny model: auto, cpu or cuda")
+    parser.add_argument("--steps", type=int, help="training steps per measurement (default 20 tiny, 30 full)")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/train.json"))
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    started = time.perf_counter()
+    rows: list[tuple[str, str]] = []
+    result: dict = {"full": args.full}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        pipe, runtime, photos = build(args, workdir)
+        device = runtime.device
+        result["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        resolution = 512 if args.full else 64
+        steps = args.steps or (30 if args.full else 20)
+        n_class = 8 if args.full else 4
+        cfg = TrainConfig(base_model="bench", steps=steps, resolution=resolution, class_images=n_class,
+                          checkpoint_every=10 * steps, rank=16, alpha=16.0, sample_steps=25, warmup_steps=0,
+                          sample_seeds=(0,), eval_prompts=())
+        rows.append(("device", f"{result['device']} ({runtime.dtype_name} base weights)"))
+        rows.append(("model", "SD 1.5 architecture, random weights" if args.full else "tiny (dreambot test model)"))
+
+        t = time.perf_counter()
+        class_dir = data.generate_class_images(pipe, workdir / "classes", prompt=cfg.class_prompt, count=n_class,
+                                               resolution=resolution, steps=cfg.sample_steps,
+                                               guidance=cfg.guidance_scale, batch_size=8)
+        sync(device)
+        result["class_images_seconds_each"] = (time.perf_counter() - t) / n_class
+        rows.append(("class image generation", f"{result['class_images_seconds_each']:.3f} s/image "
+                                                 f"({cfg.sample_steps} steps, CFG, batch 8)"))
+
+        mine = ours(pipe, runtime, cfg, photos, class_dir, workdir, "ours")
+        base = plain_loop(pipe, runtime, cfg, photos, class_dir, steps)
+        result.update(ours=mine, plain=base, speedup=base["seconds_per_step"] / mine["seconds_per_step"])
+        mem = "peak GPU memory" if device == "cuda" else "process peak RSS"
+        rows.append(("train step, dreambot", f"{mine['seconds_per_step'] * 1000:.1f} ms ({mem} {mine['peak_mb']:.0f} MiB)"))
+        rows.append(("train step, plain loop", f"{base['seconds_per_step'] * 1000:.1f} ms ({mem} {base['peak_mb']:.0f} MiB)"))
+        rows.append(("speed-up", f"{result['speedup']:.2f}x (plain / dreambot seconds per step)"))
+
+        if args.full:
+            small = dataclasses.replace(cfg, optimizer="adamw8bit", gradient_checkpointing=True)
+            lean = ours(pipe, runtime, small, photos, class_dir, workdir, "lean")
+            result["ours_8bit_checkpointing"] = lean
+            rows.append(("train step, 8-bit AdamW + checkpointing",
+                         f"{lean['seconds_per_step'] * 1000:.1f} ms (peak GPU memory {lean['peak_mb']:.0f} MiB)"))
+            samples = 2 * cfg.batch_size
+            tflops = UNET_TFLOP_PER_SAMPLE_512 * samples / mine["seconds_per_step"]
+            peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in result["device"]), None)
+            result.update(achieved_tflops=tflops, peak_tflops=peak)
+            rows.append(("UNet throughput", f"{tflops:.0f} TFLOP/s" + (f" = {tflops / peak:.1%} of {peak:.0f} bf16 peak"
+                                                                        if peak else "")))
+
+        gen = generate.ImageGenerator(pipe)
+        for n in (1, 4):
+            gen.generate(cfg.instance_prompt, [("bench", Path(mine["adapter"]))], n=n, seed=0, steps=25,
+                         resolution=resolution)  # warm-up (first load of the adapter, kernels)
+            sync(device)
+            t = time.perf_counter()
+            gen.generate(cfg.instance_prompt, [("bench", Path(mine["adapter"]))], n=n, seed=0, steps=25,
+                         resolution=resolution)
+            sync(device)
+            result[f"generate_{n}_seconds"] = time.perf_counter() - t
+            rows.append((f"generate {n} image{'s' if n > 1 else ''}", f"{result[f'generate_{n}_seconds']:.2f} s "
+                                                                     "(25 steps, CFG, one adapter)"))
+
+    result["total_seconds"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    width = max(len(k) for k, _ in rows)
+    print()
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print(f"{'written':<{width}}  {args.out} ({result['total_seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Generation: prompt limits, per-image seeds, the adapter cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import lora
+from trainer.errors import PromptTooLong
+from trainer.generate import ImageGenerator, check_prompt, png_bytes
+
+
+def _adapter(pipe, folder, seed):
+    params = lora.add_train_adapters(pipe, rank=4, alpha=4.0, text_encoder=False)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    lora.save_adapter(pipe, folder, metadata={"token": "sks", "class_noun": "dog"})
+    lora.remove_train_adapters(pipe)
+    return folder
+
+
+def test_prompt_over_77_tokens_is_refused(pipe):
+    """A prompt the text encoder cannot read whole is refused with its length, never cut."""
+    gen = ImageGenerator(pipe)
+    with pytest.raises(PromptTooLong, match="80 tokens long") as err:
+        gen.generate(" ".join(["dog"] * 80), [], n=1, steps=1, resolution=64)
+    assert "nothing was cut" in str(err.value)
+
+
+def test_prompt_of_exactly_75_tokens_is_accepted(pipe):
+    """75 words plus start and end marks fit."""
+    assert check_prompt(pipe.tokenizer, " ".join(["dog"] * 75)) == 77
+
+
+def test_each_image_has_its_own_recorded_seed(pipe):
+    """n images get seeds seed..seed+n-1, and one seed alone remakes its image."""
+    gen = ImageGenerator(pipe)
+    two = gen.generate("a photo of a dog", [], n=2, seed=5, steps=2, resolution=64)
+    one = gen.generate("a photo of a dog", [], n=1, seed=6, steps=2, resolution=64)
+    assert two.seeds == [5, 6] and one.seeds == [6]
+    # equal up to rounding: a batch of two sums in another order than a batch of one
+    diff = np.abs(np.asarray(two.images[1], dtype=int) - np.asarray(one.images[0], dtype=int))
+    assert diff.max() <= 2
+
+
+def test_adapter_cache_evicts_least_recently_used(pipe, tmp_path):
+    """With room for one adapter, using a second unloads the first; the base weights are never reloaded."""
+    a, b = _adapter(pipe, tmp_path / "a", 1), _adapter(pipe, tmp_path / "b", 2)
+    gen = ImageGenerator(pipe, cache_size=1)
+    base_weight = pipe.unet.conv_in.weight
+    gen.use([("a", a)])
+    gen.use([("b", b)])
+    assert gen.loaded == ["b"] and pipe.unet.conv_in.weight is base_weight
+
+
+def test_two_adapters_at_once_differ_from_each_alone(pipe, tmp_path):
+    """Two subjects in one prompt activate both adapters together."""
+    a, b = _adapter(pipe, tmp_path / "a", 1), _adapter(pipe, tmp_path / "b", 2)
+    gen = ImageGenerator(pipe)
+    run = lambda adapters: np.asarray(gen.generate("a photo of sks dog", adapters, n=1, seed=0, steps=2,  # noqa: E731
+                                                   resolution=64).images[0], dtype=float)
+    only_a, both = run([("a", a)]), run([("a", a), ("b", b)])
+    assert pipe.get_active_adapters() == ["a", "b"]
+    assert np.abs(only_a - both).max() > 0
+
+
+def test_png_is_scaled_under_the_size_limit():
+    """An image too big for the upload limit is shrunk until its PNG fits."""
+    from PIL import Image
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    assert len(png_bytes(noise, max_bytes=200_000)) <= 200_000

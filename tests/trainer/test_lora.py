@@ -1,0 +1,81 @@
+"""LoRA adapters: diffusers and kohya files, metadata, loading into a fresh pipeline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from trainer import lora
+
+META = {"base_model": "tiny", "token": "sks", "class_noun": "dog", "steps": 3, "rank": 4, "alpha": 8.0,
+        "photo_sha256": ["ab" * 32]}
+
+
+def _trained(pipe, *, text_encoder: bool):
+    """Adapters with non-zero weights, as after some training."""
+    params = lora.add_train_adapters(pipe, rank=4, alpha=8.0, text_encoder=text_encoder)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return params
+
+
+def _image(pipe, prompt="a photo of sks dog"):
+    return pipe(prompt, num_inference_steps=2, height=64, width=64, output_type="np",
+                generator=torch.Generator().manual_seed(0)).images
+
+
+def test_adapters_train_only_lora_in_fp32(pipe):
+    """Only the LoRA tensors require gradients, and they are fp32."""
+    params = lora.add_train_adapters(pipe, rank=4, alpha=4.0, text_encoder=False)
+    trainable = [p for p in pipe.unet.parameters() if p.requires_grad]
+    assert len(trainable) == len(params) > 0 and all(p.dtype == torch.float32 for p in params)
+    assert not any(p.requires_grad for p in pipe.text_encoder.parameters())
+
+
+def test_metadata_is_in_the_safetensors_header(pipe, tmp_path):
+    """Base model, token, class, steps, rank, alpha and photo hashes are in the header."""
+    _trained(pipe, text_encoder=False)
+    path = lora.save_adapter(pipe, tmp_path, metadata=META)
+    assert path.name == "pytorch_lora_weights.safetensors"
+    assert lora.read_metadata(tmp_path) == META
+
+
+@pytest.mark.parametrize("text_encoder", [False, True])
+def test_saved_adapter_reproduces_the_trained_model(pipe, tiny_model, tmp_path, text_encoder):
+    """A fresh pipeline with the saved adapter makes the trained pipeline's image, unlike the base model."""
+    from trainer import models
+
+    _trained(pipe, text_encoder=text_encoder)
+    lora.save_adapter(pipe, tmp_path, metadata=META)
+    trained = _image(pipe)
+    fresh = models.load_pipeline(str(tiny_model), models.pick_runtime("cpu"))
+    base = _image(fresh)
+    lora.load_adapter(fresh, tmp_path, "rex")
+    assert abs(base - trained).max() > 1e-3
+    assert abs(_image(fresh) - trained).max() < 1e-4
+
+
+def test_kohya_copy_has_kohya_names_and_alpha(pipe, tmp_path):
+    """The kohya file uses sd-scripts' key names, lora_te_ for SD 1.x, and the real alpha."""
+    _trained(pipe, text_encoder=True)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0, metadata=META)
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        alpha = f.get_tensor("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.alpha")
+        header = f.metadata()
+    assert "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight" in keys
+    assert "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_attn2_to_out_0.lora_up.weight" in keys
+    assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in keys
+    assert all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
+    assert alpha.item() == 8.0 and header["ss_network_dim"] == "4"
+
+
+def test_removing_train_adapters_restores_the_base(pipe):
+    """After training the shared pipeline is the plain base model again."""
+    before = _image(pipe)
+    _trained(pipe, text_encoder=True)
+    lora.remove_train_adapters(pipe)
+    assert abs(_image(pipe) - before).max() == 0

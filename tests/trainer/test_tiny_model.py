@@ -1,0 +1,51 @@
+"""The tiny model: real CLIP tokenizer, standard diffusers layout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.tiny_model import CLIP_VOCAB_SIZE, write_clip_tokenizer
+
+
+@pytest.mark.parametrize(("prompt", "ids"), [
+    ("a photo of a dog", [49406, 320, 1125, 539, 320, 1929, 49407]),
+    ("A  PHOTO of a Dog", [49406, 320, 1125, 539, 320, 1929, 49407]),
+])
+def test_tokenizer_gives_real_clip_ids(tmp_path, prompt, ids):
+    """The tokenizer built from open-clip's BPE file gives OpenAI CLIP's ids."""
+    tokenizer = write_clip_tokenizer(tmp_path)
+    assert tokenizer(prompt).input_ids == ids
+
+
+def test_tokenizer_has_full_vocabulary(tmp_path):
+    """All 49,408 tokens are there, with the specials last, and the model length is 77."""
+    tokenizer = write_clip_tokenizer(tmp_path)
+    assert len(tokenizer) == CLIP_VOCAB_SIZE
+    assert tokenizer.model_max_length == 77
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+
+
+def test_tiny_model_loads_with_from_pretrained(tiny_model):
+    """The saved folder loads through StableDiffusionPipeline.from_pretrained like a downloaded model."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model, dtype=torch.float32)
+    assert pipe.unet.config.sample_size == 8 and pipe.unet.config.cross_attention_dim == 32
+    assert pipe.text_encoder.config.vocab_size == CLIP_VOCAB_SIZE
+    assert pipe.vae_scale_factor == 8
+    assert pipe.safety_checker is None
+    assert pipe.tokenizer("a photo of a dog").input_ids[1:-1] == [320, 1125, 539, 320, 1929]
+
+
+def test_v_prediction_option_sets_the_scheduler(tmp_path):
+    """--prediction-type v_prediction makes an SD 2-style model."""
+    from trainer.cli import build_parser
+
+    args = build_parser().parse_args(["make-tiny-model", str(tmp_path / "v"), "--prediction-type", "v_prediction"])
+    assert args.func(args, None) == 0
+    config = json.loads((tmp_path / "v" / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"

@@ -1,0 +1,103 @@
+"""The training loop on the tiny model: end to end, checkpoints, resume, out-of-memory retry."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainer import data, train
+from trainer.errors import OutOfMemory
+from trainer.models import pick_runtime
+
+
+@pytest.fixture
+def class_dir(pipe, tmp_path, train_cfg):
+    return data.generate_class_images(pipe, tmp_path / "classes", prompt=train_cfg.class_prompt, count=4,
+                                      resolution=64, steps=2, guidance=7.5)
+
+
+def _run(pipe, cfg, photo_paths, class_dir, out, callbacks=None):
+    return train.train(pipe, pick_runtime("cpu"), cfg, instance_paths=photo_paths, class_dir=class_dir,
+                       out_dir=out, export_dir=out / "adapter", kohya_path=out / "kohya.safetensors",
+                       metadata={"photo_sha256": ["00"]}, callbacks=callbacks)
+
+
+class Recorder(train.Callbacks):
+    def __init__(self, stop_at: int | None = None):
+        self.progress, self.checkpoints, self.messages, self.stop_at = [], [], [], stop_at
+
+    def on_progress(self, progress):
+        self.progress.append(progress)
+
+    def on_checkpoint(self, checkpoint):
+        self.checkpoints.append(checkpoint)
+
+    def on_message(self, text):
+        self.messages.append(text)
+
+    def should_stop(self):
+        return self.stop_at is not None and any(c.step >= self.stop_at for c in self.checkpoints)
+
+
+def test_short_run_end_to_end(pipe, train_cfg, photo_paths, class_dir, tmp_path, monkeypatch):
+    """Four steps give finite losses, an adapter, a kohya copy, grids and only the newest checkpoint."""
+    monkeypatch.setattr(train, "LOG_EVERY_SECONDS", 1e9)  # report at checkpoints only, however slow the CPU
+    rec = Recorder()
+    result = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "job", rec)
+    assert result.step == 4 and not result.stopped and result.resumed_from is None
+    assert [p.step for p in rec.progress] == [2, 4] and all(math.isfinite(p.loss) for p in rec.progress)
+    assert all(p.prior_loss > 0 for p in rec.progress)
+    assert [c.step for c in rec.checkpoints] == [2, 4] and rec.checkpoints[-1].final
+    assert [p.name for p in train.checkpoint_dirs(tmp_path / "job")] == ["step-000004"]
+    assert (result.adapter_dir / "pytorch_lora_weights.safetensors").is_file() and result.kohya_path.is_file()
+    assert result.grid.stat().st_size < 10 * 1024 * 1024
+    assert not any("lora" in n for n, _ in pipe.unet.named_parameters())  # adapters removed afterwards
+
+
+def test_training_changes_the_lora_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """LoRA B matrices start at zero and move."""
+    result = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "job")
+    weights = load_file(str(result.adapter_dir / "pytorch_lora_weights.safetensors"))
+    ups = [v for k, v in weights.items() if "lora_B" in k or "lora.up" in k]
+    assert ups and all(v.abs().sum() > 0 for v in ups)
+
+
+def test_stop_then_resume_equals_an_uninterrupted_run(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """Stopped after the step-2 checkpoint and run again, training ends with the same weights as one run."""
+    straight = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "a")
+    first = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "b", Recorder(stop_at=2))
+    assert first.stopped and first.step == 2
+    rec = Recorder()
+    second = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "b", rec)
+    assert second.resumed_from == 2 and "step 2 of 4" in rec.messages[0]
+    a = load_file(str(straight.adapter_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(second.adapter_dir / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:  # equal up to float summation order (CPU threads); a lost RNG or optimizer state is ~1e-4 off
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_text_encoder_lora_trains(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """With train_text_encoder the adapter file holds text-encoder LoRA weights too."""
+    cfg = dataclasses.replace(train_cfg, train_text_encoder=True, steps=2)
+    result = _run(pipe, cfg, photo_paths, class_dir, tmp_path / "job")
+    keys = load_file(str(result.adapter_dir / "pytorch_lora_weights.safetensors")).keys()
+    assert any(k.startswith("text_encoder.") for k in keys)
+
+
+def test_out_of_memory_retries_with_checkpointing_and_8bit(monkeypatch, pipe, train_cfg, tmp_path):
+    """The first CUDA OOM retries with gradient checkpointing and 8-bit AdamW; a second is a clear error."""
+    seen = []
+
+    def fake(pipe, runtime, cfg, **kwargs):
+        seen.append((cfg.gradient_checkpointing, cfg.optimizer))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(train, "_train", fake)
+    with pytest.raises(OutOfMemory, match="even with gradient checkpointing"):
+        _run(pipe, train_cfg, [tmp_path / "x.png"], None, tmp_path / "job")
+    assert seen == [(False, "adamw"), (True, "adamw8bit")]

@@ -1,0 +1,280 @@
+"""The trainer's commands: `worker`, `train`, `imagine` and `make-tiny-model`.
+
+`train` and `imagine` run a job locally through the same queue, worker and code as the bot's
+jobs; `train` run again after a kill resumes from the last checkpoint. Heavy libraries (torch,
+diffusers) load inside the commands, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOCAL_USER_ID = 0  # the owner of subjects made from the command line (Discord ids are never 0)
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("worker", help="run a GPU worker: claim and run training and generation jobs")
+    p.add_argument("--kinds", default="train,generate", help="job kinds to take, comma-separated")
+    p.set_defaults(func=cmd_worker)
+
+    p = subparsers.add_parser("train", help="train a subject on photos, locally, through the job queue")
+    p.add_argument("--name", required=True, help="what you call the subject, e.g. rex")
+    p.add_argument("--class-noun", required=True, help="what it is, e.g. dog, cat, person, mug")
+    p.add_argument("--model", help="base model: hub id, diffusers folder or .safetensors (default: config)")
+    p.add_argument("--preset", help="quick, balanced or faces (default: config)")
+    p.add_argument("--steps", type=int, help="override the preset's number of steps")
+    p.add_argument("--out", type=Path, help="copy the adapter, the kohya file and the grids here")
+    p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("imagine", help="generate images of a trained subject")
+    p.add_argument("prompt", help='e.g. "rex in space" or "{subject} on the moon"')
+    p.add_argument("--subject", required=True, help="a subject trained with `train`, or an adapter folder")
+    p.add_argument("--n", type=int, default=4, help="number of images")
+    p.add_argument("--seed", type=int, help="seed of the first image (default: random)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: config)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance (default: config)")
+    p.add_argument("--model", help="base model for an adapter folder (default: the one it was trained on)")
+    p.add_argument("--out", type=Path, default=Path("imagine-out"), help="folder for the images and grid")
+    p.set_defaults(func=cmd_imagine)
+
+    p = subparsers.add_parser("make-tiny-model", help="save a tiny random Stable Diffusion model (tests, demo)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon")
+    p.set_defaults(func=cmd_make_tiny_model)
+
+
+# --- worker ----------------------------------------------------------------------------------------
+
+def cmd_worker(args, cfg) -> int:
+    from trainer.worker import Worker
+
+    worker = Worker(cfg.trainer, cfg.storage, kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()))
+    asyncio.run(_run_with_signals(worker, worker.run()))
+    return 0
+
+
+async def _run_with_signals(worker, coro):
+    """Run `coro`; SIGTERM and SIGINT ask the worker to checkpoint, release its job and stop."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_shutdown)
+    try:
+        return await coro
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+# --- train -----------------------------------------------------------------------------------------
+
+def cmd_train(args, cfg) -> int:
+    return asyncio.run(_train(args, cfg))
+
+
+async def _train(args, cfg) -> int:
+    from storage import db as storage_db
+    from storage import jobs, photos, subjects
+
+    st = cfg.storage
+    async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
+        subject = await subjects.find(db, owner_id=LOCAL_USER_ID, name=args.name, guild_id=None)
+        if subject is None:
+            subject = await subjects.create(db, owner_id=LOCAL_USER_ID, guild_id=None, name=args.name,
+                                            class_noun=args.class_noun)
+            print(f"new subject {subject.name!r}: trained as '{subject.instance_prompt}'")
+        elif subject.class_noun != subjects.normalize_class_noun(args.class_noun):
+            print(f"subject {subject.name!r} is a {subject.class_noun}, not a {args.class_noun}: "
+                  "use another --name", file=sys.stderr)
+            return 1
+        cleaned = []
+        for path in args.photos:
+            clean = photos.inspect_photo(path.read_bytes(), filename=path.name, content_type=None,
+                                         limits=st.photos)
+            for finding in clean.findings:
+                print(f"warning: {path.name}: {finding}")
+            cleaned.append(clean)
+        for i, j, _ in photos.check_set(cleaned, st.photos):
+            print(f"warning: {args.photos[j].name} looks like a near-duplicate of {args.photos[i].name}")
+        have = {p.sha256 for p in await subjects.photos(db, subject.id)}
+        hashes = []
+        for clean in cleaned:
+            sha, rel = photos.store_photo(Path(st.data_dir), clean)
+            hashes.append(sha)
+            if sha not in have:
+                await subjects.add_photo(db, subject_id=subject.id, sha256=sha, path=rel, width=clean.width,
+                                         height=clean.height, findings=list(clean.findings))
+                have.add(sha)
+
+        params = {"preset": args.preset or cfg.trainer.default_preset, "steps": args.steps, "model": args.model}
+        recipe = json.dumps({"subject": subject.id, "photos": sorted(have), "params": params}, sort_keys=True)
+        key = "cli-train-" + hashlib.sha256(recipe.encode()).hexdigest()[:24]
+        job = await jobs.enqueue(db, kind="train", user_id=LOCAL_USER_ID, params=params, cfg=st.queue,
+                                 subject_id=subject.id, idempotency_key=key)
+        if job.state in ("failed", "dead", "cancelled"):
+            job = await jobs.retry(db, job_id=job.id)
+        if job.state != "succeeded":
+            await subjects.set_state(db, subject_id=subject.id, state="queued")
+        if job.state == "running":
+            print(f"job #{job.id} was running when its last worker stopped; it resumes once that lease "
+                  f"expires (at most {st.queue.lease_seconds} s)")
+
+    if job.state != "succeeded":
+        await _run_local(cfg, job.id, f"training {subject.name}")
+    async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
+        job = await jobs.get(db, job.id)
+        if job.state != "succeeded":
+            print(f"training failed ({job.state}): {job.error or 'stopped'}", file=sys.stderr)
+            return 1
+        print(f"trained {subject.name!r} in {job.result.get('seconds', 0):.0f} s "
+              f"({job.result['steps']} steps); use it as '{subject.token} {subject.class_noun}' in prompts")
+        if args.out:
+            await _export_training(db, job, Path(st.data_dir), args.out)
+    return 0
+
+
+async def _export_training(db, job, data_dir: Path, out: Path) -> None:
+    from storage import artifacts
+    from storage.files import resolve
+
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = await artifacts.get(db, job.result["adapter_artifact_id"])
+    kohya = await artifacts.get(db, job.result["kohya_artifact_id"])
+    shutil.copytree(resolve(data_dir, adapter.path), out / "adapter", dirs_exist_ok=True)
+    shutil.copy2(resolve(data_dir, kohya.path), out / "kohya_lora.safetensors")
+    for grid in await artifacts.for_job(db, job.id, "grid"):
+        src = resolve(data_dir, grid.path)
+        shutil.copy2(src, out / f"grid-{src.name}")
+    print(f"wrote {out}/adapter (diffusers), {out}/kohya_lora.safetensors (AUTOMATIC1111/ComfyUI) and the grids")
+
+
+async def _run_local(cfg, job_id: int, label: str) -> None:
+    """Work the queue in this process until `job_id` is finished, with a progress bar."""
+    from tqdm import tqdm
+
+    from trainer.worker import Worker
+
+    bar = tqdm(total=1, desc=label, unit="step", dynamic_ncols=True)
+
+    def listen(kind: str, payload: dict) -> None:
+        if payload.get("job_id") not in (None, job_id):
+            return
+        if kind == "progress" and payload.get("total"):
+            bar.total = payload["total"]
+            bar.n = payload["step"]
+            if payload.get("loss") is not None:
+                bar.set_postfix(loss=f"{payload['loss']:.4f}")
+            bar.refresh()
+        elif kind == "progress":
+            bar.write(payload["message"])
+        elif kind == "grid":
+            bar.write(f"sample grid at step {payload['step']}: {payload.get('path')}")
+        elif kind in ("failed", "retry"):
+            bar.write(f"{kind}: {payload['error']}")
+
+    worker = Worker(cfg.trainer, cfg.storage, listener=listen)
+    try:
+        await _run_with_signals(worker, worker.run(until_job=job_id))
+    finally:
+        bar.close()
+
+
+# --- imagine ---------------------------------------------------------------------------------------
+
+def cmd_imagine(args, cfg) -> int:
+    folder = Path(args.subject)
+    if folder.is_dir():
+        return _imagine_from_folder(args, cfg, folder)
+    return asyncio.run(_imagine_subject(args, cfg))
+
+
+def substitute(prompt: str, *, name: str | None, token: str, class_noun: str) -> str:
+    """'{subject}' (and the subject's name, as a whole word) become the trained words, e.g. 'sks dog'."""
+    words = f"{token} {class_noun}"
+    text = prompt.replace("{subject}", words)
+    if name:
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", words, text, flags=re.IGNORECASE)
+    return text
+
+
+async def _imagine_subject(args, cfg) -> int:
+    from storage import artifacts, jobs, subjects
+    from storage import db as storage_db
+    from storage.files import resolve
+
+    st = cfg.storage
+    async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
+        subject = await subjects.find(db, owner_id=LOCAL_USER_ID, name=args.subject, guild_id=None)
+        if subject is None:
+            print(f"no subject called {args.subject!r}: train it first with `dreambot train`", file=sys.stderr)
+            return 1
+        prompt = substitute(args.prompt, name=subject.name, token=subject.token, class_noun=subject.class_noun)
+        params = {"prompt": prompt, "subject_ids": [subject.id], "n": args.n, "seed": args.seed,
+                  "steps": args.steps, "guidance": args.guidance}
+        job = await jobs.enqueue(db, kind="generate", user_id=LOCAL_USER_ID, params=params, cfg=st.queue,
+                                 subject_id=subject.id)
+    await _run_local(cfg, job.id, "generating")
+    async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
+        job = await jobs.get(db, job.id)
+        if job.state != "succeeded":
+            print(f"generation failed ({job.state}): {job.error}", file=sys.stderr)
+            return 1
+        args.out.mkdir(parents=True, exist_ok=True)
+        for art_id in [*job.result["image_artifact_ids"], job.result["grid_artifact_id"]]:
+            art = await artifacts.get(db, art_id)
+            shutil.copy2(resolve(Path(st.data_dir), art.path), args.out / Path(art.path).name)
+    print(f"prompt: {prompt}\nseeds: {job.result['seeds']}\nwrote {args.out}")
+    return 0
+
+
+def _imagine_from_folder(args, cfg, folder: Path) -> int:
+    from trainer import lora, models
+    from trainer.generate import ImageGenerator, save_grid, save_png
+
+    meta = lora.read_metadata(folder)
+    if not meta.get("token"):
+        print(f"{folder} has no dreambot metadata (token, class): is it an adapter folder?", file=sys.stderr)
+        return 1
+    prompt = substitute(args.prompt, name=None, token=meta["token"], class_noun=meta["class_noun"])
+    source = args.model or meta.get("base_model") or cfg.trainer.base_model
+    runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
+    generator = ImageGenerator(models.load_pipeline(source, runtime))
+    made = generator.generate(prompt, [("subject", folder)], n=args.n, seed=args.seed,
+                              steps=args.steps or cfg.trainer.sample_steps,
+                              guidance=cfg.trainer.guidance_scale if args.guidance is None else args.guidance,
+                              resolution=int(meta.get("resolution") or cfg.trainer.resolution))
+    for i, (image, seed) in enumerate(zip(made.images, made.seeds, strict=True)):
+        save_png(image, args.out / f"{i:02d}-seed{seed}.png")
+    save_grid(made.images, cols=min(4, len(made.images)), path=args.out / "grid.png")
+    print(f"prompt: {prompt}\nseeds: {made.seeds}\nwrote {args.out}")
+    return 0
+
+
+# --- make-tiny-model -------------------------------------------------------------------------------
+
+def cmd_make_tiny_model(args, cfg) -> int:
+    from trainer.tiny_model import make_tiny_model
+
+    out = make_tiny_model(args.dir, seed=args.seed, prediction_type=args.prediction_type)
+    print(f"wrote a tiny {args.prediction_type} Stable Diffusion model to {out} "
+          "(64 px; set trainer.base_model and trainer.resolution = 64 to use it)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only the trainer's commands (tests and `python -m trainer.cli`)."""
+    parser = argparse.ArgumentParser(prog="dreambot-trainer")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return parser

@@ -1,0 +1,146 @@
+"""Image generation with trained subjects: the base pipeline stays loaded, adapters come and go by name.
+
+Adapters are kept in a small LRU cache inside the one pipeline (`set_adapters` picks the one or two
+a request needs), so a request never reloads base weights. Every image has its own seed, recorded,
+so any single image can be made again. A prompt the text encoder cannot read whole (over 77
+tokens with the start and end marks) is refused, never cut.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from trainer import lora
+from trainer.errors import InputError, PromptTooLong
+
+log = logging.getLogger(__name__)
+
+MAX_PNG_BYTES = 10 * 1024 * 1024  # Discord's upload limit without boosts
+RENDER_BATCH = 8  # images per pipeline call
+
+
+def check_prompt(tokenizer, prompt: str) -> int:
+    """The prompt's token count with start and end marks; PromptTooLong if the model cannot read it all."""
+    n = len(tokenizer(prompt, truncation=False).input_ids)
+    if n > tokenizer.model_max_length:
+        raise PromptTooLong(n - 2, tokenizer.model_max_length - 2)
+    return n
+
+
+@torch.no_grad()
+def render(pipe, prompts: list[str], *, seeds: list[int] | tuple[int, ...], steps: int, guidance: float,
+           resolution: int) -> list[Image.Image]:
+    """One image per (prompt, seed), prompt-major: row i of a grid with len(seeds) columns is prompt i."""
+    jobs = [(p, s) for p in prompts for s in seeds]
+    images: list[Image.Image] = []
+    device = pipe.unet.device
+    for start in range(0, len(jobs), RENDER_BATCH):
+        batch = jobs[start:start + RENDER_BATCH]
+        out = pipe(prompt=[p for p, _ in batch], num_inference_steps=steps, guidance_scale=guidance,
+                   height=resolution, width=resolution,
+                   generator=[torch.Generator(device).manual_seed(s) for _, s in batch])
+        images.extend(out.images)
+    return images
+
+
+def make_grid(images: list[Image.Image], cols: int) -> Image.Image:
+    w, h = images[0].size
+    rows = -(-len(images) // cols)
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * w, (i // cols) * h))
+    return grid
+
+
+def png_bytes(image: Image.Image, max_bytes: int = MAX_PNG_BYTES) -> bytes:
+    """PNG encoding, scaled down by steps until it is under max_bytes."""
+    while True:
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", optimize=False, compress_level=6)
+        if buf.tell() <= max_bytes or min(image.size) < 64:
+            return buf.getvalue()
+        image = image.resize((int(image.width * 0.75), int(image.height * 0.75)), Image.Resampling.LANCZOS)
+
+
+def save_png(image: Image.Image, path: Path, max_bytes: int = MAX_PNG_BYTES) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(png_bytes(image, max_bytes))
+    tmp.replace(path)
+    return path
+
+
+def save_grid(images: list[Image.Image], *, cols: int, path: Path, max_bytes: int = MAX_PNG_BYTES) -> Path:
+    return save_png(make_grid(images, cols), path, max_bytes)
+
+
+@dataclass(frozen=True)
+class Generated:
+    images: list[Image.Image]
+    seeds: list[int]  # seeds[i] alone remakes images[i]
+    prompt: str
+
+
+class ImageGenerator:
+    """A loaded base pipeline plus an LRU cache of subject adapters loaded into it."""
+
+    def __init__(self, pipe, *, cache_size: int = 4):
+        self.pipe = pipe
+        self.cache_size = cache_size
+        self._loaded: OrderedDict[str, Path] = OrderedDict()  # adapter name -> folder, oldest first
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
+
+    def use(self, adapters: list[tuple[str, Path]], weights: list[float] | None = None) -> None:
+        """Make exactly these (name, folder) adapters active, loading missing ones and evicting old ones."""
+        names = [name for name, _ in adapters]
+        if len(set(names)) != len(names):
+            raise InputError("The same subject was named twice: name each subject once.")
+        for name, folder in adapters:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                continue
+            lora.load_adapter(self.pipe, folder, name)
+            self._loaded[name] = Path(folder)
+            log.info("loaded adapter %s from %s", name, folder)
+        for old in [n for n in self._loaded if n not in names][:max(0, len(self._loaded) - self.cache_size)]:
+            self.pipe.delete_adapters(old)
+            del self._loaded[old]
+            log.info("evicted adapter %s", old)
+        if not self._loaded:
+            return
+        if names:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters(names, adapter_weights=weights or [1.0] * len(names))
+        else:
+            self.pipe.disable_lora()
+
+    def unload_all(self) -> None:
+        """Remove every adapter, leaving the plain base model (before training on the same pipeline)."""
+        if self._loaded:
+            self.pipe.delete_adapters(list(self._loaded))
+            self._loaded.clear()
+
+    def generate(self, prompt: str, adapters: list[tuple[str, Path]], *, n: int = 4, seed: int | None = None,
+                 steps: int = 25, guidance: float = 7.5, resolution: int = 512) -> Generated:
+        """n images of `prompt` with the given adapters active; seed None picks a random one."""
+        if not 1 <= n <= 16:
+            raise InputError(f"Ask for 1 to 16 images, not {n}.")
+        if not 1 <= steps <= 150:
+            raise InputError(f"Use 1 to 150 sampler steps, not {steps}.")
+        check_prompt(self.pipe.tokenizer, prompt)
+        self.use(adapters)
+        base = secrets.randbelow(2**31) if seed is None else seed
+        seeds = [base + i for i in range(n)]
+        images = render(self.pipe, [prompt], seeds=seeds, steps=steps, guidance=guidance, resolution=resolution)
+        return Generated(images, seeds, prompt)

@@ -1,0 +1,228 @@
+"""LoRA adapters through peft and diffusers: configure, save (diffusers and kohya formats), load.
+
+The diffusers file (`pytorch_lora_weights.safetensors`) loads with `pipe.load_lora_weights`; its
+safetensors header also carries where it came from (base model, token, class, steps, rank,
+alpha, photo hashes). The kohya copy uses sd-scripts' key names
+(`lora_unet_..._attn1_to_q.lora_down.weight` + `.alpha`) for AUTOMATIC1111, ComfyUI and friends.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+TRAIN_ADAPTER = "dreambot_train"
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+KOHYA_NAME = "kohya_lora.safetensors"
+META_KEY = "dreambot"  # our metadata, one JSON string in the safetensors header
+CLIP_PREFIX = "text_model."  # CLIPTextModel's inner module in the usual key names
+
+
+def lora_config(rank: int, alpha: float, targets: tuple[str, ...]):
+    from peft import LoraConfig
+
+    # Gaussian A and zero B: the adapter starts as the identity, as in diffusers' reference script.
+    return LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=list(targets))
+
+
+def add_train_adapters(pipe, *, rank: int, alpha: float, text_encoder: bool) -> list:
+    """Add fresh LoRA adapters to the UNet (and the text encoder); return the trainable parameters, fp32."""
+    import torch
+
+    pipe.unet.add_adapter(lora_config(rank, alpha, UNET_TARGETS), adapter_name=TRAIN_ADAPTER)
+    modules = [pipe.unet]
+    if text_encoder:
+        _add_text_encoder_adapter(pipe.text_encoder, lora_config(rank, alpha, TEXT_ENCODER_TARGETS), TRAIN_ADAPTER)
+        modules.append(pipe.text_encoder)
+    params = []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if "lora_" in name and TRAIN_ADAPTER in name:
+                p.data = p.data.to(torch.float32)  # the optimizer updates fp32 weights beside a bf16 base
+                p.requires_grad_(True)
+                params.append(p)
+    return params
+
+
+def remove_train_adapters(pipe) -> None:
+    """Drop the training adapters so the pipeline is the plain base model again."""
+    if TRAIN_ADAPTER in _adapters(pipe.unet):
+        pipe.unet.delete_adapters(TRAIN_ADAPTER)
+    if TRAIN_ADAPTER in _adapters(pipe.text_encoder):
+        from diffusers.utils.peft_utils import delete_adapter_layers
+
+        delete_adapter_layers(pipe.text_encoder, TRAIN_ADAPTER)
+
+
+def _adapters(module) -> set[str]:
+    config = getattr(module, "peft_config", None) or {}
+    return set(config)
+
+
+def _add_text_encoder_adapter(text_encoder, config, name: str) -> None:
+    """Inject a LoRA into the CLIP text encoder with peft directly.
+
+    transformers' own `add_adapter`/`load_adapter` demand peft >= 0.22, which does not exist yet
+    (0.21.2 is the newest), so this does what they do: inject the layers and register the config
+    where diffusers' `set_adapters` and `delete_adapters` look for it.
+    """
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(config, text_encoder, adapter_name=name)
+    if getattr(text_encoder, "peft_config", None) is None:
+        text_encoder.peft_config = {}
+    text_encoder.peft_config[name] = config
+    text_encoder._hf_peft_config_loaded = True
+
+
+def trainable_state(pipe) -> dict:
+    """The training adapters' tensors by parameter name (for checkpoints: exact, no key conversion)."""
+    out = {}
+    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+        for name, p in module.named_parameters():
+            if TRAIN_ADAPTER in name:
+                out[prefix + name] = p.detach().to("cpu", copy=True).contiguous()
+    return out
+
+
+def load_trainable_state(pipe, state: dict) -> None:
+    """Copy tensors saved by `trainable_state` back into the training adapters; names must match."""
+    import torch
+
+    params = {}
+    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+        params.update({prefix + n: p for n, p in module.named_parameters() if TRAIN_ADAPTER in n})
+    if set(params) != set(state):
+        raise ValueError(f"checkpoint holds {len(state)} LoRA tensors, the model {len(params)}: "
+                         "it was made with a different rank, targets or text-encoder setting")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state[name])
+
+
+def peft_state_dicts(pipe) -> tuple[dict, dict | None]:
+    """(UNet, text encoder or None) LoRA state dicts in peft key format, without the adapter name."""
+    from peft.utils import get_peft_model_state_dict
+
+    unet = get_peft_model_state_dict(pipe.unet, adapter_name=TRAIN_ADAPTER)
+    te = None
+    if TRAIN_ADAPTER in _adapters(pipe.text_encoder):
+        te = get_peft_model_state_dict(pipe.text_encoder, adapter_name=TRAIN_ADAPTER)
+        # transformers 5 dropped CLIPTextModel's `text_model.` level; every SD LoRA in the wild has it
+        te = {k if k.startswith(CLIP_PREFIX) else CLIP_PREFIX + k: v for k, v in te.items()}
+    return unet, te
+
+
+def save_adapter(pipe, out_dir: str | Path, *, metadata: dict) -> Path:
+    """Save the training adapters in diffusers format with `metadata` in the header; return the file."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    out = Path(out_dir)
+    unet_sd, te_sd = peft_state_dicts(pipe)
+    StableDiffusionPipeline.save_lora_weights(
+        out, unet_lora_layers=_contiguous(convert_state_dict_to_diffusers(unet_sd)),
+        text_encoder_lora_layers=_contiguous(convert_state_dict_to_diffusers(te_sd)) if te_sd else None,
+        # the LoRA configs go in the header too, so loading restores alpha exactly (not alpha = rank)
+        unet_lora_adapter_metadata=_config_dict(pipe.unet),
+        text_encoder_lora_adapter_metadata=_config_dict(pipe.text_encoder) if te_sd else None,
+        safe_serialization=True)
+    path = out / WEIGHT_NAME
+    _add_header(path, {META_KEY: json.dumps(metadata, sort_keys=True)})
+    return path
+
+
+def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dict) -> Path:
+    """Save a kohya/AUTOMATIC1111-format copy of the training adapters (fp16) with sd-scripts' metadata."""
+    import torch
+    from diffusers.utils import convert_state_dict_to_kohya
+    from safetensors.torch import save_file
+
+    unet_sd, te_sd = peft_state_dicts(pipe)
+    merged = {f"unet.{k}": v for k, v in unet_sd.items()}
+    merged.update({f"text_encoder.{k}": v for k, v in (te_sd or {}).items()})
+    kohya = {}
+    for key, value in convert_state_dict_to_kohya(merged).items():
+        # SD 1.x has one text encoder, which sd-scripts calls lora_te (lora_te1 is SDXL's first)
+        key = key.replace("lora_te1_", "lora_te_", 1)
+        if key.endswith(".alpha"):
+            value = torch.tensor(float(alpha))  # diffusers writes alpha = rank; ours may differ
+        kohya[key] = value.to(torch.float16).contiguous()
+    header = {
+        "ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": str(alpha),
+        "ss_base_model_version": "sd_v1", "ss_v2": str(metadata.get("prediction_type") == "v_prediction"),
+        "ss_sd_model_name": str(metadata.get("base_model", "")),
+        "ss_max_train_steps": str(metadata.get("steps", "")),
+        "ss_resolution": str(metadata.get("resolution", "")),
+        "ss_tag_frequency": json.dumps({"instance": {metadata.get("instance_prompt", ""): 1}}),
+        META_KEY: json.dumps(metadata, sort_keys=True),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(kohya, str(path), metadata=header)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """Our metadata from a saved adapter file (diffusers or kohya), or {} if it has none."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHT_NAME
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    return json.loads(header.get(META_KEY, "{}"))
+
+
+def load_adapter(pipe, adapter_dir: str | Path, name: str) -> None:
+    """Load a saved diffusers-format adapter into the pipeline under `name` (base weights untouched).
+
+    The UNet part goes through diffusers' own loader; a text-encoder part through peft directly
+    (see `_add_text_encoder_adapter`), which is what `pipe.load_lora_weights` would do.
+    """
+    from diffusers.utils import convert_state_dict_to_peft
+    from peft import LoraConfig
+    from peft.utils import set_peft_model_state_dict
+
+    state, alphas, meta = pipe.lora_state_dict(str(adapter_dir), weight_name=WEIGHT_NAME, return_lora_metadata=True)
+    pipe.load_lora_into_unet(state, network_alphas=alphas, unet=pipe.unet, adapter_name=name, metadata=meta,
+                             _pipeline=pipe)
+    prefix = "text_encoder."
+    te_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not hasattr(pipe.text_encoder, "text_model"):  # transformers 5's flattened CLIPTextModel
+        te_state = {k.removeprefix(CLIP_PREFIX): v for k, v in te_state.items()}
+    if te_state:
+        te_meta = {k[len(prefix):]: v for k, v in (meta or {}).items() if k.startswith(prefix)}
+        if not te_meta:
+            raise ValueError(f"{adapter_dir}: text-encoder LoRA without its config in the header")
+        config = LoraConfig(**{k: v for k, v in te_meta.items() if k in LoraConfig.__dataclass_fields__})
+        te = pipe.text_encoder
+        _add_text_encoder_adapter(te, config, name)
+        set_peft_model_state_dict(te, convert_state_dict_to_peft(te_state), adapter_name=name)
+        te.to(device=pipe.unet.device, dtype=te.dtype)
+
+
+def _config_dict(module) -> dict:
+    config = module.peft_config[TRAIN_ADAPTER].to_dict()
+    return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+
+
+def _contiguous(state: dict) -> dict:
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
+def _add_header(path: Path, extra: dict[str, str]) -> None:
+    """Rewrite a small safetensors file with more header entries (LoRA files are a few MB)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        header = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    header.update(extra)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    tmp.replace(path)

@@ -1,0 +1,146 @@
+"""Stable Diffusion pipelines with seeded random weights, for tests, the offline demo and benchmarks.
+
+`tiny` is a few-megabyte SD-1.x-shaped model (64 px images, 8x8 latents) that trains on a CPU in
+seconds; `sd15` is the real SD 1.5 architecture (860M-parameter UNet) with random weights, for
+timing on a GPU. Both use the real CLIP tokenizer, built from the BPE merges that open-clip-torch
+ships, so prompts tokenize to the same ids as with a real model. `make_tiny_model` saves the
+normal diffusers layout, which loads through `StableDiffusionPipeline.from_pretrained` exactly
+like a downloaded model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from functools import cache
+from pathlib import Path
+
+# The CLIP tokenizer: 256 byte symbols, the same with the end-of-word mark, 48,894 merges, and the
+# two specials, as OpenAI's simple_tokenizer.py builds it.
+N_MERGES = 49152 - 256 - 2
+CLIP_VOCAB_SIZE = 49408
+MAX_TOKENS = 77
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """OpenAI's byte -> printable-character map used by byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+@cache
+def _clip_bpe() -> tuple[list[str], list[str]]:
+    """(vocabulary in id order, merges) from open-clip-torch's copy of CLIP's BPE file."""
+    import open_clip
+
+    path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    merges = gzip.open(path).read().decode("utf-8").split("\n")[1:N_MERGES + 1]
+    symbols = list(_bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(vocab) == CLIP_VOCAB_SIZE, len(vocab)
+    return vocab, merges
+
+
+def write_clip_tokenizer(out_dir: str | Path):
+    """Write vocab.json + merges.txt (and tokenizer.json) for CLIP's tokenizer; return the tokenizer."""
+    from transformers import CLIPTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _clip_bpe()
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False), "utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", "utf-8")
+    tokenizer = CLIPTokenizer.from_pretrained(out, model_max_length=MAX_TOKENS)
+    tokenizer.save_pretrained(out)
+    return tokenizer
+
+
+def _scheduler(prediction_type: str):
+    """SD 1.5's PNDM scheduler; SD 2's v-prediction models ship DDIM with the same betas."""
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    betas = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+    if prediction_type == "epsilon":
+        return PNDMScheduler(**betas, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    return DDIMScheduler(**betas, prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=False,
+                         steps_offset=1)
+
+
+def _tiny_configs() -> dict:
+    return {
+        "unet": {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+                 "block_out_channels": (32, 64), "down_block_types": ("CrossAttnDownBlock2D",) * 2,
+                 "up_block_types": ("CrossAttnUpBlock2D",) * 2, "cross_attention_dim": 32,
+                 "attention_head_dim": 4, "norm_num_groups": 16},
+        "vae": {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 64,
+                "layers_per_block": 1, "block_out_channels": (16, 16, 32, 32), "norm_num_groups": 8,
+                "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4},
+        "text": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                 "projection_dim": 32},
+    }
+
+
+def _sd15_configs() -> dict:
+    """The shapes of runwayml/stable-diffusion-v1-5, written out (no download)."""
+    return {
+        "unet": {"sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+                 "block_out_channels": (320, 640, 1280, 1280),
+                 "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                 "cross_attention_dim": 768, "attention_head_dim": 8, "norm_num_groups": 32},
+        "vae": {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 512,
+                "layers_per_block": 2, "block_out_channels": (128, 256, 512, 512), "norm_num_groups": 32,
+                "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4},
+        "text": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
+                 "projection_dim": 768, "hidden_act": "quick_gelu"},
+    }
+
+
+ARCHITECTURES = {"tiny": _tiny_configs, "sd15": _sd15_configs}
+
+
+def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type: str = "epsilon",
+                          tokenizer_dir: str | Path | None = None):
+    """A StableDiffusionPipeline of the named architecture with seeded random weights (fp32, CPU)."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}")
+    cfg = ARCHITECTURES[arch]()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**cfg["unet"])
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(**cfg["vae"])
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=MAX_TOKENS,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **cfg["text"]))
+    if tokenizer_dir is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer = write_clip_tokenizer(tmp)
+    else:
+        tokenizer = write_clip_tokenizer(tokenizer_dir)
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=_scheduler(prediction_type), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """Save a tiny seeded pipeline in the diffusers layout under `out_dir` and return the folder."""
+    out = Path(out_dir)
+    pipe = build_random_pipeline("tiny", seed=seed, prediction_type=prediction_type)
+    pipe.save_pretrained(out, safe_serialization=True)
+    write_clip_tokenizer(out / "tokenizer")  # keep vocab.json + merges.txt beside tokenizer.json
+    return out

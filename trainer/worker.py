@@ -1,0 +1,463 @@
+"""The GPU worker: claim a job, keep its lease alive, run it, record what it made, poll on.
+
+One asyncio loop owns the database connection; training and generation run in a thread and
+reach the database through it (`_call`), so heartbeats keep flowing while the GPU works. Every
+storage call is serialised by one lock, because a storage write is a BEGIN IMMEDIATE transaction
+and two interleaved on one connection would collide.
+
+Failures are caught in one place (`_run_job`): the job is marked failed with a short reason
+(input errors for good, anything else to be retried), the traceback goes to the log, GPU
+memory is freed, and the worker polls on. SIGTERM asks a running training to checkpoint and
+gives the job back to the queue (`jobs.release`), so the next worker resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage import artifacts, jobs, outbox, subjects, usage
+from storage import db as storage_db
+from storage.config import StorageConfig, TrainerSettings
+from storage.errors import DreambotError, LeaseLost
+from storage.files import resolve
+from trainer.errors import InputError, OutOfMemory, TrainerError
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVENT_SECONDS = 15.0  # outbox progress events at most this often per job (the bot edits a message)
+MAX_SUBJECTS_PER_PROMPT = 2
+Listener = Callable[[str, dict], None]  # (event kind, payload): every event and progress report, for the CLI
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Input errors and storage's domain errors (deleted or revoked subject, ...) fail for good."""
+    if isinstance(exc, InputError | OutOfMemory):
+        return False
+    if isinstance(exc, TrainerError):
+        return True
+    return not isinstance(exc, DreambotError)
+
+
+def short_reason(exc: BaseException) -> str:
+    """What the job row and the user see: a domain error's own message, otherwise no internals."""
+    if isinstance(exc, DreambotError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}); it has been logged and the job will be retried if it can be."
+
+
+@dataclass
+class _Flags:
+    """Set by the heartbeat or a signal, read by the training thread between steps."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+
+    def any(self) -> bool:
+        return self.cancel.is_set() or self.shutdown.is_set() or self.lease_lost.is_set()
+
+
+class Worker:
+    def __init__(self, trainer: TrainerSettings, storage: StorageConfig, *, worker_id: str | None = None,
+                 kinds: tuple[str, ...] = jobs.KINDS, listener: Listener | None = None):
+        self.settings = trainer
+        self.storage = storage
+        self.data_dir = Path(storage.data_dir)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.kinds = kinds
+        self.listener = listener
+        self.db = None
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._shutdown = asyncio.Event()
+        self._current: _Flags | None = None
+        self._runtime = None
+        self._pipe = None
+        self._pipe_source: str | None = None
+        self._images = None
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, until_job: int | None = None, idle_exit: bool = False) -> None:
+        """Poll for jobs until shutdown; with `until_job`, until that job has finished (any final state)."""
+        self._loop = asyncio.get_running_loop()
+        async with storage_db.connect(self.storage.database, busy_timeout_ms=self.storage.busy_timeout_ms) as db:
+            self.db = db
+            log.info("worker %s polling for %s jobs", self.worker_id, ", ".join(self.kinds))
+            while not self._shutdown.is_set():
+                if until_job is not None and (await self._call(jobs.get, until_job)).state in jobs.FINAL:
+                    return
+                await self._call(jobs.reap_expired)
+                job = await self._call(jobs.claim, worker_id=self.worker_id,
+                                       lease_seconds=self.storage.queue.lease_seconds, kinds=self.kinds)
+                if job is None:
+                    if idle_exit:
+                        return
+                    await self._sleep(self.settings.poll_seconds)
+                    continue
+                await self._run_job(job)
+
+    def request_shutdown(self) -> None:
+        """SIGTERM/SIGINT: stop claiming; a running training checkpoints and is released to the queue."""
+        log.info("shutdown requested")
+        self._shutdown.set()
+        if self._current is not None:
+            self._current.shutdown.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._shutdown.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run one storage function on the shared connection, one at a time."""
+        async with self._lock:
+            return await fn(self.db, *args, **kwargs)
+
+    def _call_from_thread(self, fn, *args, **kwargs):
+        """The same, from the training or generation thread; waits for the answer."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            raise RuntimeError("_call_from_thread called on the event loop's own thread: it would deadlock")
+        return asyncio.run_coroutine_threadsafe(self._call(fn, *args, **kwargs), self._loop).result()
+
+    async def _post(self, job, kind: str, payload: dict) -> None:
+        await self._call(outbox.post, kind=kind, payload=payload, job_id=job.id, user_id=job.user_id,
+                         guild_id=job.guild_id, channel_id=job.channel_id)
+        self._tell(kind, payload)
+
+    def _tell(self, kind: str, payload: dict) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(kind, payload)
+            except Exception:
+                log.exception("listener failed on %s", kind)
+
+    # --- one job: the single place failures are caught -----------------------------------------
+
+    async def _run_job(self, job) -> None:
+        flags = self._current = _Flags()
+        if self._shutdown.is_set():
+            flags.shutdown.set()
+        beat = asyncio.create_task(self._heartbeat(job, flags))
+        started, images = time.monotonic(), 0
+        log.info("job %d (%s) claimed, attempt %d", job.id, job.kind, job.attempts)
+        try:
+            if job.kind == "train":
+                await self._train(job, flags)
+            elif job.kind == "generate":
+                images = await self._generate(job, flags)
+            else:
+                raise InputError(f"this worker cannot run {job.kind!r} jobs")
+        except LeaseLost:
+            log.warning("job %d: lease lost, another worker owns it now; dropping it", job.id)
+        except Exception as exc:
+            log.exception("job %d failed", job.id)
+            await self._fail(job, exc)
+        finally:
+            beat.cancel()
+            self._current = None
+            await self._free_memory()
+            try:
+                await self._call(usage.record, user_id=job.user_id, guild_id=job.guild_id, subject_id=job.subject_id,
+                                 job_id=job.id, kind=job.kind, gpu_seconds=time.monotonic() - started, images=images)
+            except Exception:
+                log.exception("job %d: could not record usage", job.id)
+
+    async def _fail(self, job, exc: BaseException) -> None:
+        reason = short_reason(exc)
+        try:
+            after = await self._call(jobs.fail, job_id=job.id, lease_token=job.lease_token, error=reason,
+                                     retryable=is_retryable(exc), cfg=self.storage.queue)
+        except LeaseLost:
+            return
+        if after.state in ("failed", "dead"):
+            await self._post(job, "failed", {"job_id": job.id, "error": reason})
+            if job.kind == "train" and job.subject_id is not None:
+                await self._set_subject_state(job.subject_id, "failed")
+        else:
+            self._tell("retry", {"job_id": job.id, "error": reason, "run_after": after.run_after})
+
+    async def _heartbeat(self, job, flags: _Flags) -> None:
+        """Renew the lease every lease_seconds / 3 and pass cancellation on to the running work."""
+        every = self.storage.queue.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                beat = await self._call(jobs.heartbeat, job_id=job.id, lease_token=job.lease_token,
+                                        lease_seconds=self.storage.queue.lease_seconds)
+            except LeaseLost:
+                log.warning("job %d: lease lost during the run", job.id)
+                flags.lease_lost.set()
+                return
+            except Exception:  # a busy database: try again next beat, the lease has slack
+                log.exception("job %d: heartbeat failed", job.id)
+                continue
+            if beat.cancel_requested and not flags.cancel.is_set():
+                log.info("job %d: cancellation requested", job.id)
+                flags.cancel.set()
+
+    async def _free_memory(self) -> None:
+        from trainer.train import free_memory
+
+        await asyncio.to_thread(free_memory)
+
+    async def _set_subject_state(self, subject_id: int, state: str) -> None:
+        try:
+            await self._call(subjects.set_state, subject_id=subject_id, state=state)
+        except DreambotError:
+            log.warning("subject %d is gone; state %s not recorded", subject_id, state)
+
+    # --- the base model, shared by training and generation ---------------------------------------
+
+    async def _base(self, source: str):
+        """The loaded base pipeline for `source`, loading it (in a thread) on first use or change."""
+        from trainer import models
+        from trainer.generate import ImageGenerator
+
+        if self._pipe is None or self._pipe_source != source:
+            self._pipe = self._images = None
+            await self._free_memory()
+            self._runtime = models.pick_runtime(self.settings.device, self.settings.mixed_precision)
+            log.info("loading base model %s on %s (%s)", source, self._runtime.device, self._runtime.dtype_name)
+            self._pipe = await asyncio.to_thread(models.load_pipeline, source, self._runtime)
+            self._pipe_source = source
+            self._images = ImageGenerator(self._pipe, cache_size=self.settings.adapter_cache)
+        return self._pipe
+
+    # --- training ---------------------------------------------------------------------------------
+
+    async def _train(self, job, flags: _Flags) -> None:
+        from trainer import config as train_config
+        from trainer import train
+
+        subject = await self._call(subjects.get, job.subject_id)
+        if subject.state in ("revoked", "rejected"):
+            raise InputError(f"This subject is {subject.state}, so it cannot be trained.")
+        photos = await self._call(subjects.photos, subject.id)
+        if not photos:
+            raise InputError("This subject has no photos: add some, then train again.")
+        cfg = train_config.resolve(self.settings, job.params, token=subject.token, class_noun=subject.class_noun)
+        await self._set_subject_state(subject.id, "training")
+        pipe = await self._base(cfg.base_model)
+        self._images.unload_all()  # training needs the plain base model
+
+        callbacks = _JobCallbacks(self, job, flags)
+        try:
+            class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
+        except InterruptedError:
+            await self._stopped(job, flags, subject.id)
+            return
+        out_dir = self.data_dir / "jobs" / str(job.id)
+        subject_dir = self.data_dir / "subjects" / str(subject.id)
+        result = await asyncio.to_thread(
+            train.train, pipe, self._runtime, cfg,
+            instance_paths=[resolve(self.data_dir, p.path) for p in photos], class_dir=class_dir,
+            out_dir=out_dir, export_dir=subject_dir / f"job-{job.id}-adapter",
+            kohya_path=subject_dir / f"job-{job.id}-kohya.safetensors",
+            metadata={"photo_sha256": [p.sha256 for p in photos], "subject_id": subject.id, "job_id": job.id},
+            callbacks=callbacks)
+        if result.stopped:
+            await self._stopped(job, flags, subject.id)
+            return
+
+        subject = await self._call(subjects.get, subject.id)
+        if subject.state in ("revoked", "rejected"):  # revoked while training: keep nothing
+            for path in (result.adapter_dir, result.kohya_path):
+                await asyncio.to_thread(_remove, path)
+            raise InputError(f"This subject was {subject.state} during training; its adapter was deleted.")
+        rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
+        common = {"job_id": job.id, "subject_id": subject.id, "user_id": subject.owner_id, "data_dir": self.data_dir}
+        meta = {"steps": result.step, "preset": cfg.preset, "rank": cfg.rank, "base_model": cfg.base_model}
+        adapter = await self._call(artifacts.record, kind="adapter", path=rel(result.adapter_dir), meta=meta, **common)
+        kohya = await self._call(artifacts.record, kind="adapter_kohya", path=rel(result.kohya_path), meta=meta,
+                                 **common)
+        await self._call(subjects.set_adapter, subject_id=subject.id, artifact_id=adapter.id)
+        await self._set_subject_state(subject.id, "ready")
+        # from storage, not memory: an earlier attempt of this job may have made some of them
+        checkpoints = await self._call(artifacts.for_job, job.id, "checkpoint")
+        grids = await self._call(artifacts.for_job, job.id, "grid")
+        result_payload = {
+            "subject_id": subject.id, "adapter_artifact_id": adapter.id, "kohya_artifact_id": kohya.id,
+            "grid_artifact_id": grids[-1].id if grids else None, "steps": result.step,
+            "seconds": round(result.seconds, 1), "resumed_from": result.resumed_from,
+            "checkpoints": [{"step": a.meta.get("step"), "artifact_id": a.id} for a in checkpoints],
+            "config": result.config.to_json()}
+        await self._call(jobs.complete, job_id=job.id, lease_token=job.lease_token, result=result_payload)
+        await self._post(job, "train_done", {
+            k: result_payload[k] for k in ("subject_id", "adapter_artifact_id", "kohya_artifact_id",
+                                           "grid_artifact_id", "checkpoints")} | {"job_id": job.id})
+        log.info("job %d: trained subject %d in %.0f s", job.id, subject.id, result.seconds)
+
+    async def _stopped(self, job, flags: _Flags, subject_id: int | None) -> None:
+        """A run that stopped between steps: cancelled, shutting down, or its lease lost."""
+        if flags.lease_lost.is_set():
+            raise LeaseLost(job.id)
+        if flags.cancel.is_set():
+            await self._call(jobs.acknowledge_cancel, job_id=job.id, lease_token=job.lease_token)
+            await self._post(job, "cancelled", {"job_id": job.id})
+            if subject_id is not None:
+                await self._set_subject_state(subject_id, "draft")
+            log.info("job %d cancelled", job.id)
+        else:
+            await self._call(jobs.release, job_id=job.id, lease_token=job.lease_token)
+            if subject_id is not None:
+                await self._set_subject_state(subject_id, "queued")
+            log.info("job %d released for another worker (shutdown)", job.id)
+
+    async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> Path:
+        """The shared class-image set for this model, prompt and recipe: reused if any job made it before."""
+        from trainer import data, models
+
+        key = data.class_cache_key(model=models.fingerprint(cfg.base_model), prompt=cfg.class_prompt,
+                                   resolution=cfg.resolution, steps=cfg.sample_steps, guidance=cfg.guidance_scale,
+                                   count=cfg.class_images, sampler=type(pipe.scheduler).__name__)
+        cached = await self._call(artifacts.find_cached, key)
+        if cached is not None and resolve(self.data_dir, cached.path).is_dir():
+            log.info("job %d: reusing class images %s", job.id, key)
+            await asyncio.to_thread(callbacks.on_message, f"Reusing {cfg.class_images} cached class images.")
+            return resolve(self.data_dir, cached.path)
+        if cached is not None:  # recorded but deleted from disk: forget it and make it again
+            await self._call(artifacts.delete, artifact_id=cached.id, data_dir=self.data_dir)
+        folder = self.data_dir / "class_images" / key
+        await asyncio.to_thread(callbacks.on_message,
+                                f"Generating {cfg.class_images} class images of '{cfg.class_prompt}'.")
+
+        def make() -> Path:
+            done = data.generate_class_images(
+                pipe, folder, prompt=cfg.class_prompt, count=cfg.class_images, resolution=cfg.resolution,
+                steps=cfg.sample_steps, guidance=cfg.guidance_scale, should_stop=callbacks.should_stop)
+            data.class_latents(pipe.vae, done, resolution=cfg.resolution, flip=cfg.flip)  # before it is hashed
+            return done
+
+        done = await asyncio.to_thread(make)  # InterruptedError when told to stop
+        try:
+            await self._call(artifacts.record, kind="class_images", path=f"class_images/{key}", cache_key=key,
+                             data_dir=self.data_dir, meta={"prompt": cfg.class_prompt, "count": cfg.class_images,
+                                                           "base_model": cfg.base_model})
+        except Exception as exc:  # another worker recorded the same set a moment ago
+            if await self._call(artifacts.find_cached, key) is None:
+                raise exc
+        return done
+
+    # --- generation -------------------------------------------------------------------------------
+
+    async def _generate(self, job, flags: _Flags) -> int:
+        from trainer.generate import save_grid, save_png
+
+        p = job.params
+        ids = list(p.get("subject_ids") or [])
+        if len(ids) > MAX_SUBJECTS_PER_PROMPT:
+            raise InputError(f"At most {MAX_SUBJECTS_PER_PROMPT} subjects can appear in one prompt.")
+        adapters, bases = [], set()
+        for subject_id in ids:
+            subject = await self._call(subjects.get, subject_id)
+            if subject.state != "ready" or subject.adapter_artifact_id is None:
+                raise InputError(f"Subject {subject.name!r} is {subject.state}, not ready: it cannot be used.")
+            art = await self._call(artifacts.get, subject.adapter_artifact_id)
+            if art is None:
+                raise InputError(f"Subject {subject.name!r} has no adapter any more: train it again.")
+            adapters.append((f"adapter_{art.id}", resolve(self.data_dir, art.path)))
+            bases.add(art.meta.get("base_model") or self.settings.base_model)
+        if len(bases) > 1:
+            raise InputError("These subjects were trained on different base models and cannot share a prompt.")
+        await self._base(bases.pop() if bases else self.settings.base_model)
+        made = await asyncio.to_thread(
+            self._images.generate, p["prompt"], adapters, n=int(p.get("n") or 4), seed=p.get("seed"),
+            steps=int(p.get("steps") or self.settings.sample_steps),
+            guidance=float(p["guidance"] if p.get("guidance") is not None else self.settings.guidance_scale),
+            resolution=self.settings.resolution)
+
+        out = self.data_dir / "jobs" / str(job.id)
+        common = {"job_id": job.id, "user_id": job.user_id, "data_dir": self.data_dir}
+        image_ids = []
+        for i, (image, seed) in enumerate(zip(made.images, made.seeds, strict=True)):
+            path = await asyncio.to_thread(save_png, image, out / "images" / f"{i:02d}-seed{seed}.png")
+            art = await self._call(artifacts.record, kind="image", path=path.relative_to(self.data_dir).as_posix(),
+                                   meta={"seed": seed, "prompt": made.prompt}, **common)
+            image_ids.append(art.id)
+        grid_path = await asyncio.to_thread(save_grid, made.images, cols=min(len(made.images), 4),
+                                            path=out / "grid.png")
+        grid = await self._call(artifacts.record, kind="grid", path=grid_path.relative_to(self.data_dir).as_posix(),
+                                meta={"seeds": made.seeds}, **common)
+        payload = {"job_id": job.id, "prompt": made.prompt, "image_artifact_ids": image_ids,
+                   "grid_artifact_id": grid.id, "seeds": made.seeds}
+        await self._call(jobs.complete, job_id=job.id, lease_token=job.lease_token, result=payload)
+        await self._post(job, "images", payload)
+        return len(made.images)
+
+
+class _JobCallbacks:
+    """train.Callbacks for one job: progress, checkpoints and grids go to storage via the worker's loop."""
+
+    def __init__(self, worker: Worker, job, flags: _Flags):
+        self.worker, self.job, self.flags = worker, job, flags
+        self._last_event = 0.0
+
+    def should_stop(self) -> bool:
+        return self.flags.any()
+
+    def on_message(self, text: str) -> None:
+        self._progress(0, 0, text, None, None, force=True)
+
+    def on_progress(self, progress) -> None:
+        self._progress(progress.step, progress.total, progress.message or f"step {progress.step}/{progress.total}",
+                       progress.eta_seconds, progress.loss, force=progress.step == progress.total)
+
+    def _progress(self, step, total, message, eta, loss, *, force: bool) -> None:
+        w, job = self.worker, self.job
+        payload = {"job_id": job.id, "step": step, "total": total, "message": message,
+                   "eta_seconds": None if eta is None else round(eta, 1),
+                   "loss": None if loss is None else round(loss, 5)}
+        if total:
+            w._call_from_thread(jobs.set_progress, job_id=job.id, lease_token=job.lease_token, step=step,
+                                total=total, message=message)
+        now = time.monotonic()
+        if force or now - self._last_event >= PROGRESS_EVENT_SECONDS:
+            self._last_event = now
+            w._call_from_thread(outbox.post, kind="progress", payload=payload, job_id=job.id, user_id=job.user_id,
+                                guild_id=job.guild_id, channel_id=job.channel_id)
+        w._tell("progress", payload)
+
+    def on_checkpoint(self, checkpoint) -> None:
+        w, job = self.worker, self.job
+        rel = lambda p: p.relative_to(w.data_dir).as_posix()  # noqa: E731
+        w._call_from_thread(artifacts.record, kind="checkpoint", path=rel(checkpoint.path), job_id=job.id,
+                                  subject_id=job.subject_id, user_id=job.user_id, data_dir=w.data_dir,
+                                  meta={"step": checkpoint.step})
+        # checkpoints the trainer pruned, including ones recorded by an earlier attempt of this job
+        removed = {rel(p) for p in checkpoint.removed}
+        if removed:
+            for old in w._call_from_thread(artifacts.for_job, job.id, "checkpoint"):
+                if old.path in removed:
+                    w._call_from_thread(artifacts.delete, artifact_id=old.id, data_dir=w.data_dir)
+        if checkpoint.grid is not None:
+            grid = w._call_from_thread(artifacts.record, kind="grid", path=rel(checkpoint.grid), job_id=job.id,
+                                       subject_id=job.subject_id, user_id=job.user_id, data_dir=w.data_dir,
+                                       meta={"step": checkpoint.step})
+            payload = {"job_id": job.id, "step": checkpoint.step, "artifact_id": grid.id, "final": checkpoint.final}
+            w._call_from_thread(outbox.post, kind="grid", payload=payload, job_id=job.id, user_id=job.user_id,
+                                guild_id=job.guild_id, channel_id=job.channel_id)
+            w._tell("grid", payload | {"path": str(checkpoint.grid)})
+
+
+def _remove(path: Path | None) -> None:
+    import shutil
+
+    if path is None or not path.exists():
+        return
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
