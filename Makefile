@@ -19,14 +19,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/dreambot sample-photos demo-out/photos
-	$(BIN)/dreambot check-photos demo-out/photos/*
+	HF_HUB_OFFLINE=1 $(BIN)/dreambot demo --out demo-out
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python bench/queue.py
+	$(BIN)/python -m bench.queue
 
 lint: setup
 	$(BIN)/ruff check .

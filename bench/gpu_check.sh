@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check for the trainer, in one call on a lent CUDA machine (see README, Benchmarks):
 # installs the carried wheels (diffusers, bitsandbytes, ... in .whl/), then runs
-# `bench/train.py --full`. Output lands in $OUT (the device tool) or bench/out.
+# `python -m bench.train --full`. Output lands in $OUT (the device tool) or bench/out.
 set -uo pipefail
 OUT=${OUT:-bench/out}
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -11,4 +11,4 @@ fi
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, diffusers, bitsandbytes, transformers, peft; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__)" | tee -a "$OUT/gpu.txt"
-python3 bench/train.py --full --out "$OUT/train_full.json" 2>&1 | tee "$OUT/train_full.log"
+python3 -m bench.train --full --out "$OUT/train_full.json" 2>&1 | tee "$OUT/train_full.log"

@@ -3,30 +3,23 @@
 Every enqueue, claim and completion is its own durable transaction (WAL, synchronous=FULL),
 exactly as the bot and the worker run them. Workers are separate processes on one SQLite file.
 
-    python bench/queue.py [--jobs 2000] [--out bench/out/queue.json]
+    python -m bench.queue [--jobs 2000] [--producers 32] [--out bench/out/queue.json]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
 from pathlib import Path
 
-# This file is named like the standard library's `queue`, which multiprocessing imports:
-# run as a script, take its own folder off the path so the real module is found.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from storage import db as database  # noqa: E402
-from storage import jobs  # noqa: E402
-from storage.config import QueueConfig  # noqa: E402
+from storage import db as database
+from storage import jobs
+from storage.config import QueueConfig
 
 CFG = QueueConfig(max_queued_per_user=10**9)
 

@@ -1,7 +1,7 @@
 """Benchmark the trainer: seconds per step against a plain loop, memory, class images, generation.
 
-    python bench/train.py                # tiny model on this machine's device (CPU here), ~1 minute
-    python bench/train.py --full         # SD 1.5 architecture, random weights, 512 px, on CUDA
+    python -m bench.train                # tiny model on this machine's device (CPU here), ~1 minute
+    python -m bench.train --full         # SD 1.5 architecture, random weights, 512 px, on CUDA
 
 The plain loop is what diffusers' reference script does each step: encode the batch's pixels
 through the VAE and the prompts through the text encoder, then the UNet. Ours encodes once and
@@ -24,10 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, bench/ comes first on sys.path, and bench/queue.py would shadow the standard library's
-# queue for torch and aiosqlite (imported later, inside the functions): put the repository root there instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 UNET_TFLOP_PER_SAMPLE_512 = 1.73  # forward + backward (activations only: base weights are frozen)

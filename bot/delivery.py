@@ -19,6 +19,7 @@ import discord
 from bot import posting, render, views
 from storage import artifacts, deliveries, files, jobs, outbox, subjects
 from storage.db import now
+from storage.errors import JobNotFound
 from storage.outbox import Event
 
 if TYPE_CHECKING:
@@ -142,7 +143,8 @@ class Deliverer:
         ids = list(p.get("image_artifact_ids") or [])
         blobs = [await self._artifact_bytes(a) for a in ids[: posting.MAX_FILES]]
         seeds = ", ".join(str(s) for s in p.get("seeds") or []) or "random"
-        content = f"<@{event.user_id}> **{render.clip(p.get('prompt', ''), 300)}**\nseeds: {seeds}"
+        asked = await self._asked_prompt(event.job_id) or p.get("prompt", "")
+        content = f"<@{event.user_id}> **{render.clip(asked, 300)}**\nseeds: {seeds}"
         view = views.imagine_view(event.job_id)
         limit = self.bot.settings.max_attachment_mb
         record = await deliveries.get(self.bot.db, event.job_id)
@@ -164,6 +166,13 @@ class Deliverer:
             return
         await posting.send_images(channel.send, blobs, limit_mb=limit, content=content, name="image",
                                   nonce=nonce(event.id), view=view, mention=event.user_id)
+
+    async def _asked_prompt(self, job_id: int | None) -> str | None:
+        """The prompt in the user's own words ("rex in space"), not the token form the worker used."""
+        try:
+            return (await jobs.get(self.bot.db, job_id)).params.get("request") if job_id else None
+        except JobNotFound:
+            return None
 
     # -- endings ---------------------------------------------------------------------
 

@@ -104,10 +104,12 @@ async def _converse(emu, config: Config, out: Path) -> int:
         final = await emu.wait_for_message(channel, lambda m: "is trained" in m.content, timeout=TRAIN_TIMEOUT)
         keep = next(b["custom_id"] for b in final.buttons if b.get("label") == "Keep final")
         await (await emu.click(final, keep, alice)).wait_for_text("now uses", timeout=30)
+        posted_before = len(emu.channel_messages(channel))
         imagine = await emu.invoke_slash(guild.id, channel.id, alice, "imagine",
                                          options={"prompt": f"{SUBJECT} in space", "count": 2, "seed": 7})
+        # The images replace the command's reply, or arrive as a new channel message if its token expired.
         await imagine.wait_for(lambda r: len(r.files) == 2 or any(
-            m.files and m.interaction_id is None for m in emu.channel_messages(channel)), IMAGINE_TIMEOUT, "images")
+            m.files for m in emu.channel_messages(channel)[posted_before:]), IMAGINE_TIMEOUT, "the images")
         _save_files(emu, channel, out)
         return 0
     except TimeoutError as exc:

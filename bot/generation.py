@@ -64,8 +64,9 @@ async def queue_images(db: aiosqlite.Connection, request: Request, *, queue: Que
                 left = max(0, policy.max_images_per_day - used)
                 raise QuotaReached(f"This server allows {policy.max_images_per_day} images a day per person and "
                                    f"you have {left} left. Ask for fewer, or try again tomorrow.")
-    params = {"prompt": expanded.text, "subject_ids": [s.id for s in expanded.subjects], "n": request.count,
-              "seed": request.seed, "steps": None, "guidance": request.guidance}
+    # "request" keeps the user's own words for the reply; the worker reads only "prompt".
+    params = {"prompt": expanded.text, "request": request.prompt, "subject_ids": [s.id for s in expanded.subjects],
+              "n": request.count, "seed": request.seed, "steps": None, "guidance": request.guidance}
     job = await jobs.enqueue(db, kind="generate", user_id=request.user_id, params=params, cfg=queue,
                              guild_id=request.guild_id, channel_id=request.channel_id,
                              subject_id=expanded.subjects[0].id, idempotency_key=idempotency_key)

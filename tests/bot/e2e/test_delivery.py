@@ -26,14 +26,14 @@ async def _drain(bot) -> None:
 
 
 async def test_images_replace_the_command_reply(emu, world, dreambot):
-    """The images, their seeds and Re-roll / Vary buttons replace the /imagine reply."""
+    """The images, the user's own prompt, their seeds and Re-roll / Vary buttons replace the /imagine reply."""
     await worker_sim.ready_subject(dreambot.db, dreambot.storage.data_dir, owner_id=world.alice.id,
                                    guild_id=world.guild.id)
     record = await imagine(emu, world, count=2)
     assert "position 1" in record.content
     await worker_sim.finish_generate(dreambot.db, dreambot.storage.data_dir, dreambot.storage.queue)
     await record.wait_for(lambda r: len(r.files) == 2, timeout=10, what="two images in the reply")
-    assert "a photo of sks dog in space" in record.content and "1000, 1001" in record.content
+    assert "**rex in space**" in record.content and "1000, 1001" in record.content
     assert [b["label"] for b in record.original.buttons] == ["Re-roll", "Vary"]
 
 
@@ -45,7 +45,7 @@ async def test_expired_token_posts_to_the_channel(emu, world, dreambot):
     emu.expire_interaction(record)
     await worker_sim.finish_generate(dreambot.db, dreambot.storage.data_dir, dreambot.storage.queue)
     msg = await emu.wait_for_message(world.channel, lambda m: m.files and m.interaction_id is None, timeout=10)
-    assert "sks dog in space" in msg.content and record.files == []
+    assert "rex in space" in msg.content and record.files == []
 
 
 async def test_oversized_image_is_shrunk_after_413(emu, world, dreambot):
