@@ -15,7 +15,7 @@ from bot.consent_view import ConsentView
 from bot.cooldowns import Cooldowns
 from bot.delivery import Deliverer
 from bot.error_handler import on_tree_error
-from storage import deliveries, drafts, guilds
+from storage import deliveries, drafts, guilds, retention
 from storage.config import BotSettings, StorageConfig
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,13 @@ class DreamBot(commands.Bot):
         await super().close()
 
     async def _sweep(self) -> None:
-        """Expire unconfirmed drafts (deleting their photos) and stale interaction tokens."""
+        """Expire unconfirmed drafts (deleting their photos), stale interaction tokens, and whatever has
+        outlived [storage.retention]."""
         while True:
             try:
                 await training.expire_drafts(self.db, data_dir=self.storage.data_dir)
                 await deliveries.forget_expired_tokens(self.db)
+                await retention.sweep(self.db, data_dir=self.storage.data_dir, cfg=self.storage.retention)
             except Exception:
                 log.exception("draft sweep failed; retrying")
             await asyncio.sleep(SWEEP_SECONDS)

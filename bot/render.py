@@ -38,10 +38,11 @@ def duration(seconds: float | None) -> str:
 
 def training_status(name: str, *, step: int, total: int, eta_seconds: float | None, message: str = "",
                     loss: float | None = None) -> str:
-    lines = [f"Training **{name}**: {progress_bar(step, total)}", f"step {step}/{total}, "
-             f"about {duration(eta_seconds)} left"]
-    if loss is not None:
-        lines[-1] += f", loss {loss:.4f}"
+    lines = [f"Training **{name}**: {progress_bar(step, total)}"]
+    if total:  # before the first step (class images, encoding) there is no step count to show yet
+        lines.append(f"step {step}/{total}, about {duration(eta_seconds)} left")
+        if loss is not None:
+            lines[-1] += f", loss {loss:.4f}"
     if message:
         lines.append(message[:200])
     return "\n".join(lines)
