@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from storage.files import fsync_path
 from trainer import data, lora
 from trainer.config import TrainConfig
 from trainer.errors import InputError, OutOfMemory
@@ -326,11 +327,11 @@ def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: P
     lora.save_adapter(pipe, tmp / "adapter", metadata={**meta, "steps_done": step})
     for f in tmp.rglob("*"):
         if f.is_file():
-            _fsync(f)
+            fsync_path(f)
     if final_dir.exists():  # a stop right after a checkpoint at the same step: replace it
         shutil.rmtree(final_dir)
     os.replace(tmp, final_dir)
-    _fsync(root)
+    fsync_path(root)
 
     removed = tuple(checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints])
     for old in removed:
@@ -341,14 +342,6 @@ def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: P
                         guidance=cfg.guidance_scale, resolution=cfg.resolution)
         grid_path = save_grid(images, cols=len(cfg.sample_seeds), path=out_dir / "grids" / f"{name}.png")
     return Checkpoint(step, final_dir, final_dir / "adapter", grid_path, removed, final)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _resume(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path) -> int:

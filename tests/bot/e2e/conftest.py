@@ -5,7 +5,6 @@ The worker is simulated through storage (`tests.bot.e2e.worker_sim`), except in 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import io
 from collections.abc import AsyncIterator
@@ -16,9 +15,10 @@ import discord
 import pytest
 
 from bot.bot import DreamBot
-from bot.emulator import Channel, DiscordEmulator, Guild, User, point_discord_py_at
+from bot.emulator import Channel, DiscordEmulator, Guild, User
 from storage import db as database
 from storage.config import BotSettings, Config
+from tests.helpers import running
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,6 @@ class World:
     alice: User
     bob: User
     mod: User
-
-
-@pytest.fixture
-async def emu():
-    async with DiscordEmulator() as emulator:
-        restore = point_discord_py_at(emulator.api_base, emulator.gateway_url)
-        try:
-            yield emulator
-        finally:
-            restore()
-        assert emulator.internal_errors == []
 
 
 @pytest.fixture
@@ -71,23 +60,8 @@ async def running_bot(config: Config, token: str, *, timeout: float = 10.0) -> A
     async with database.connect(config.storage.database) as db:
         client = QuickBot(db=db, settings=config.bot, storage=config.storage, poll_seconds=0.05,
                           guild_ready_timeout=0.05)
-        task = ready = None
-        try:
-            await client.login(token)
-            task = asyncio.create_task(client.connect(reconnect=False))
-            ready = asyncio.create_task(client.wait_until_ready())
-            done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                raise RuntimeError("the bot stopped before it was ready") from task.exception()
-            if ready not in done:
-                raise TimeoutError(f"the bot was not ready within {timeout}s")
+        async with running(client, token, timeout=timeout):
             yield client
-        finally:
-            await client.close()
-            pending = [t for t in (task, ready) if t is not None]
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import discord
 import pytest
 
-from bot.emulator import Channel, DiscordEmulator, Guild, User, point_discord_py_at
-from tests.bot.emulator.tiny_bot import TinyBot, running
+from bot.emulator import Channel, DiscordEmulator, Guild, User
+from tests.bot.emulator.tiny_bot import TinyBot
+from tests.helpers import running
 
 
 @dataclass(frozen=True)
@@ -18,17 +19,6 @@ class World:
     channel: Channel
     alice: User
     mod: User
-
-
-@pytest.fixture
-async def emu():
-    async with DiscordEmulator() as emulator:
-        restore = point_discord_py_at(emulator.api_base, emulator.gateway_url)
-        try:
-            yield emulator
-        finally:
-            restore()
-        assert emulator.internal_errors == []
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import pytest
 
 from bot.emulator import DiscordEmulator
 from tests.bot.emulator.conftest import World
-from tests.bot.emulator.tiny_bot import TinyBot, running
+from tests.bot.emulator.tiny_bot import TinyBot
+from tests.helpers import running
 
 
 async def test_ready_brings_the_guild_with_channels_and_members(

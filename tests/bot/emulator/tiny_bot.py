@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import discord
 from discord import app_commands
@@ -136,27 +134,3 @@ def add_commands(bot: TinyBot, tree: app_commands.CommandTree) -> None:
         await interaction.response.send_message(f"reviewing {subject}", ephemeral=True)
 
     tree.add_command(mod)
-
-
-@asynccontextmanager
-async def running(
-    client: discord.Client, token: str, *, timeout: float = 5.0
-) -> AsyncIterator[discord.Client]:
-    """Log in, connect in a task, wait for on_ready; close cleanly afterwards."""
-    task = ready = None
-    try:
-        await client.login(token)
-        task = asyncio.create_task(client.connect(reconnect=False))
-        ready = asyncio.create_task(client.wait_until_ready())
-        done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            raise RuntimeError("the client stopped before it was ready") from task.exception()
-        if ready not in done:
-            raise TimeoutError(f"the client was not ready within {timeout}s")
-        yield client
-    finally:
-        await client.close()
-        pending = [t for t in (task, ready) if t is not None]
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
