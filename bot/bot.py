@@ -34,6 +34,9 @@ class DreamBot(commands.Bot):
     def __init__(self, *, db: aiosqlite.Connection, settings: BotSettings, storage: StorageConfig,
                  sync_commands: bool = True, poll_seconds: float = 1.0, **client_options) -> None:
         endpoints.use(settings.api_base, settings.gateway_url)
+        # discord.py's DEBUG records carry whole gateway payloads and request URLs: interaction
+        # tokens, webhook tokens and signed attachment URLs. They never reach our logs, even with -v.
+        logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger("discord").getEffectiveLevel()))
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.db = db

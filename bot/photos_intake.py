@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 
 from storage import photos
@@ -46,8 +47,9 @@ async def download(attachments: Sequence[tuple[str, discord.Attachment]], limits
             data = await a.read()
         except PhotoRejected as exc:
             return PhotoRejected(f"{label}: {exc}")
-        except (discord.HTTPException, discord.NotFound):
-            log.info("could not download %s", shown, exc_info=True)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            # Only the kind of failure: an attachment URL is signed and must never reach the logs.
+            log.info("could not download %s: %s %s", shown, type(exc).__name__, getattr(exc, "status", ""))
             return PhotoRejected(f"{shown}: the upload could not be downloaded. Attach it again.")
         return Upload(label=shown, filename=a.filename, content_type=a.content_type, data=data)
 

@@ -90,3 +90,16 @@ async def test_blocked_term_is_refused(emu, world, dreambot, term, prompt):
     await guilds.block_term(dreambot.db, guild_id=world.guild.id, term=term, by=world.mod.id)
     record = await imagine(emu, world, world.alice, prompt=prompt)
     assert record.ephemeral and f"doesn't allow '{term}'" in record.content
+
+
+async def test_expired_attachment_url_asks_to_attach_again_and_logs_no_url(emu, world, dreambot, three_photos,
+                                                                          caplog):
+    """An attachment that can no longer be downloaded is refused with advice; its signed URL stays out of the logs."""
+    emu.state.cdn.ttl = -1  # every URL the emulator hands out is already expired
+    caplog.set_level("DEBUG")
+    record = await emu.invoke_slash(world.guild.id, world.channel.id, world.alice, "train",
+                                    options={"name": "rex", "class_noun": "dog"}, attachments=three_photos)
+    text = await record.wait_for_text("Attach it again", timeout=30)
+    assert record.ephemeral and "could not be downloaded" in text
+    assert "hm=" not in caplog.text and "/attachments/" not in caplog.text
+    assert await jobs.list_jobs(dreambot.db) == []
