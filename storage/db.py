@@ -3,13 +3,20 @@
 Connections run in autocommit mode; every multi-statement write goes through
 `transaction(db)`, which takes the write lock up front (BEGIN IMMEDIATE) so two writers
 never deadlock upgrading a read lock.
+
+Writers in different processes (the bot, several workers) first queue on an advisory file
+lock beside the database. SQLite's own busy handler polls with growing sleeps (1, 2, 5 ... 100 ms),
+so under contention a waiter could sleep long after the lock came free; the kernel wakes a
+flock waiter as soon as the holder lets go. A process that dies releases its flock with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 import weakref
@@ -34,6 +41,7 @@ async def connect(path: str | Path, *, busy_timeout_ms: int = 5000, run_migratio
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    _write_locks[db] = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         db.row_factory = aiosqlite.Row
         await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -45,19 +53,21 @@ async def connect(path: str | Path, *, busy_timeout_ms: int = 5000, run_migratio
             await migrate(db)
         yield db
     finally:
+        os.close(_write_locks.pop(db))
         await db.close()
 
 
 # One connection is shared by every task of a process (the bot's cogs, the worker's heartbeat):
 # their transactions take turns, or one's BEGIN would land inside another's.
 _locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+_write_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, int] = weakref.WeakKeyDictionary()
 
 
 @contextlib.asynccontextmanager
 async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; one at a time per connection."""
     lock = _locks.setdefault(db, asyncio.Lock())
-    async with lock:
+    async with lock, _process_turn(_write_locks.get(db)):
         await db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -66,6 +76,28 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
             raise
         else:
             await db.execute("COMMIT")
+
+
+@contextlib.asynccontextmanager
+async def _process_turn(fd: int | None) -> AsyncIterator[None]:
+    """Hold the cross-process writer flock (when the connection has one) for the transaction."""
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the usual case: free, no thread hop
+    except BlockingIOError:
+        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread will still get the lock: hand it back as soon as it does.
+            waiting.add_done_callback(lambda f: f.exception() or fcntl.flock(fd, fcntl.LOCK_UN))
+            raise
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class _Group:

@@ -46,3 +46,4 @@ async def test_pragmas_are_set_on_connect(db):
     assert (await database.fetch_one(db, "PRAGMA journal_mode"))[0] == "wal"
     assert (await database.fetch_one(db, "PRAGMA foreign_keys"))[0] == 1
     assert (await database.fetch_one(db, "PRAGMA busy_timeout"))[0] == 5000
+
