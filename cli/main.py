@@ -1,6 +1,7 @@
 """`dreambot <command>`: parses arguments, loads the config once, runs the chosen command.
 
-Each package registers its own commands (storage.cli, storage.admin, trainer.cli, bot.cli);
+Each package registers its own commands (storage.cli, storage.admin, trainer.cli, trainer.eval_cli,
+bot.cli);
 their modules import nothing heavy at the top, so `dreambot check-photos` never loads torch.
 """
 
@@ -14,7 +15,7 @@ import sys
 from storage.config import ConfigError, load
 from storage.errors import DreambotError
 
-COMMAND_MODULES = ("storage.cli", "storage.admin", "trainer.cli", "bot.cli")
+COMMAND_MODULES = ("storage.cli", "storage.admin", "trainer.cli", "trainer.eval_cli", "bot.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # that package's commands are not written yet
-        module.add_commands(sub)
+        importlib.import_module(name).add_commands(sub)
     return parser
 
 

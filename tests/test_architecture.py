@@ -33,3 +33,13 @@ def test_package_imports_stay_on_their_side(package):
                  for path in sorted((ROOT / package).rglob("*.py"))
                  for line, name in _imports(path) if name in BANNED[package]]
     assert crossings == []
+
+
+def test_dreambot_command_loads_no_heavy_library_to_parse():
+    """Building the `dreambot` parser (so every light command) imports neither torch nor discord."""
+    import subprocess
+    import sys
+    code = ("import sys, cli.main; cli.main.build_parser(); "
+            "print(sorted(m for m in ('torch', 'diffusers', 'discord') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,85 @@
+"""The evaluation run: metrics from known images, and the whole `dreambot eval` command on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import skimage.data
+from PIL import Image
+
+from storage.config import Config
+from trainer.eval import metrics
+from trainer.eval.run import score
+from trainer.eval_cli import build_parser
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Image.Image]:
+    return [Image.fromarray(skimage.data.chelsea()), Image.fromarray(skimage.data.coffee())]
+
+
+def test_samples_identical_to_the_only_photo_score_one(embedders, photos):
+    """Every sample is the real photo: DINO = CLIP-I = 1, DIV = 0, and class samples equal to it give PRES = 1."""
+    dino, clip = embedders
+    real = photos[:1]
+    report = score([real * 3, real * 3], [real * 2, real * 2], real, ["a sks cat", "a sks cat on a bed"],
+                   ["a cat", "a cat on a bed"], dino, clip)
+    assert report.dino == pytest.approx(1.0, abs=1e-5) and report.clip_i == pytest.approx(1.0, abs=1e-5)
+    assert report.div == pytest.approx(0.0, abs=1e-6) and report.pres == pytest.approx(1.0, abs=1e-5)
+    assert report.n_images == 6 and report.real_dino is None
+
+
+def test_clip_t_is_each_image_against_its_own_prompt(embedders, photos):
+    """CLIP-T equals the mean cosine of each image's embedding with its own prompt's embedding."""
+    dino, clip = embedders
+    report = score([photos[:1], photos[1:]], None, photos, ["a cat", "a cup of coffee"], [], dino, clip)
+    want = metrics.clip_t_score(clip.embed_images(photos), clip.embed_texts(["a cat", "a cup of coffee"]))
+    assert report.clip_t == pytest.approx(want, abs=1e-6) and report.pres is None
+
+
+def test_dino_is_the_mean_over_generated_and_real_pairs(embedders, photos):
+    """Generated = [photo 0, photo 1] against real = [photo 0, photo 1]: (1 + 1 + 2 * cos) / 4."""
+    dino, clip = embedders
+    report = score([photos], None, photos, ["x"], [], dino, clip)
+    e = dino.embed(photos)
+    cos = float(metrics.cosine_matrix(e[:1], e[1:])[0, 0])
+    assert report.dino == pytest.approx((2 + 2 * cos) / 4, abs=1e-5)
+    assert report.real_dino == pytest.approx(cos, abs=1e-5)
+
+
+def test_div_is_positive_for_different_samples(embedders, photos):
+    dino, clip = embedders
+    assert score([photos], None, photos, ["x"], [], dino, clip).div > 0
+
+
+@pytest.mark.slow
+def test_eval_command_writes_report_and_grids(adapter_dir, metric_models, tiny_model, tmp_path, capsys):
+    """`dreambot eval` on an adapter folder: a table, report.json with each metric, one grid per prompt."""
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("a {0} {1} in the snow\na red {subject}\n")
+    out = tmp_path / "eval"
+    args = build_parser().parse_args([
+        "eval", "--subject", str(adapter_dir), "--prompts", str(prompts_file), "--images-per-prompt", "2",
+        "--steps", "2", "--dino-model", str(metric_models[0]), "--clip-model", str(metric_models[1]),
+        "--out", str(out)])
+    cfg = Config()
+    cfg = type(cfg)(storage=cfg.storage, trainer=type(cfg.trainer)(device="cpu", mixed_precision="no"), bot=cfg.bot)
+    assert args.func(args, cfg) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [p["prompt"] for p in report["prompts"]] == ["a sks dog in the snow", "a red sks dog"]
+    assert [p["class_prompt"] for p in report["prompts"]] == ["a dog in the snow", "a red dog"]
+    for key in ("dino", "clip_i", "clip_t", "pres"):
+        assert -1.0 <= report[key] <= 1.0
+    assert report["div"] >= 0 and report["n_images"] == 4 and report["real_dino"] is not None
+    assert all((out / p["grid"]).is_file() for p in report["prompts"])
+    assert "DINO" in capsys.readouterr().out
+
+
+def test_missing_metric_model_says_what_to_do(tmp_path):
+    """A hub id that is not in the local cache gives ModelNotFound, not a download."""
+    from trainer.errors import ModelNotFound
+    from trainer.eval.models import DinoEmbedder
+
+    with pytest.raises(ModelNotFound, match="hf download"):
+        DinoEmbedder("nobody-here/no-such-dino")

@@ -1,0 +1,57 @@
+"""The code-only classifier reads rendered scenes correctly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.toyworld import classifier, scenes, subject
+
+N = 300
+
+
+@pytest.fixture(scope="module")
+def readings():
+    world = [scenes.world_scene(1, i) for i in range(N)]
+    return world, [classifier.read(scenes.to_array(scenes.render(s))) for s in world]
+
+
+@pytest.mark.parametrize("part", ["shape", "colour", "background"])
+def test_reads_every_rendered_scene_right(readings, part):
+    world, read = readings
+    assert [getattr(r, part) for r in read] == [getattr(s, part) for s in world]
+
+
+def test_plain_objects_never_show_the_subject_pattern(readings):
+    assert not any(r.subject_pattern for r in readings[1])
+
+
+def test_subject_photos_show_the_pattern():
+    for s in (scenes.subject_scene(5, i) for i in range(40)):
+        r = classifier.read(scenes.to_array(scenes.render(s)))
+        assert r.subject_pattern and r.shape == "circle" and r.background == s.background
+
+
+def test_blank_image_has_no_object():
+    image = np.full((64, 64, 3), scenes.PALETTE["green"], dtype=np.uint8)
+    r = classifier.read(image)
+    assert r.shape is None and r.background == "green" and not r.subject_pattern
+
+
+@pytest.mark.parametrize(("fill", "taper", "want"), [(0.97, 1.0, "square"), (0.79, 1.0, "circle"),
+                                                      (0.5, 6.0, "triangle")])
+def test_shape_rules(fill, taper, want):
+    assert classifier.classify_shape(fill, taper) == want
+
+
+def test_nearest_colour_maps_a_noisy_pixel_to_its_palette_colour():
+    red = np.array(scenes.PALETTE["red"]) + np.array([20, -15, 10])
+    assert list(scenes.PALETTE)[int(classifier.nearest_colour(red))] == "red"
+
+
+def test_subject_photo_files_read_back_as_the_subject(tmp_path):
+    """The 256 px photo files, resized to 64 px as training does, still read as the banded circle."""
+    from trainer.data import load_image
+
+    for path in subject.write_photos(tmp_path):
+        assert classifier.read(scenes.to_array(load_image(path, 64))).subject_pattern

@@ -1,0 +1,70 @@
+"""Pretraining's pure parts, and a two-step run that saves a loadable, small model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.toyworld import pretrain, scenes
+
+
+def test_vae_loss_is_mse_when_the_posterior_is_the_prior():
+    """mean 0, logvar 0: the KL term is 0 and the loss is the MSE."""
+    recon, target = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
+    z = torch.zeros(1, 4, 1, 1)
+    assert float(pretrain.vae_loss(recon, target, z, z, kl_weight=1.0)) == pytest.approx(1.0)
+
+
+def test_vae_loss_kl_by_hand():
+    """mean 1, logvar 0: KL per element = 0.5 * (1 + 1 - 1 - 0) = 0.5, times the weight."""
+    x = torch.zeros(1, 3, 2, 2)
+    assert float(pretrain.vae_loss(x, x, torch.ones(1, 4, 1, 1), torch.zeros(1, 4, 1, 1), kl_weight=0.1)) == \
+        pytest.approx(0.05)
+
+
+def test_latent_scale_gives_unit_std():
+    latents = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 5
+    assert float((latents * pretrain.latent_scale(latents)).std()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_schedule_matches_diffusers():
+    """SD's scaled-linear noise schedule, the same numbers diffusers' DDPMScheduler uses."""
+    from diffusers import DDPMScheduler
+
+    want = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
+    assert torch.allclose(pretrain.scaled_linear_alphas_cumprod(0.00085, 0.012, 1000), want, atol=1e-6)
+
+
+@pytest.mark.parametrize(("u", "want"), [
+    ((0.05, 0.9, 0.9), ""),
+    ((0.5, 0.9, 0.9), "a photo of a red circle on a blue background"),
+    ((0.5, 0.1, 0.9), "a photo of a circle on a blue background"),
+    ((0.5, 0.9, 0.1), "a photo of a red circle"),
+    ((0.5, 0.1, 0.1), "a photo of a circle"),
+])
+def test_caption_dropout(u, want):
+    scene = scenes.Scene("circle", "red", "blue", 0.5, 0.5, 0.25)
+    assert pretrain.caption_for(scene, np.array(u), pretrain.PretrainConfig()) == want
+
+
+def test_to_unit_range():
+    assert pretrain.to_unit_range(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_short_pretraining_saves_a_small_loadable_model(tiny_model, tmp_path):
+    """Two steps per stage: the folder loads like a base model, is under 10 MB, and tokenizes like CLIP."""
+    from trainer import models
+    from trainer.tiny_model import write_clip_tokenizer
+
+    cfg = pretrain.PretrainConfig(n_scenes=16, n_codec_scenes=8, vae_steps=2, vae_batch=2, unet_steps=2, unet_batch=2, warmup_steps=0)
+    out = pretrain.pretrain(tmp_path / "toy", cfg, init=tiny_model)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert size < 10 * 1024 * 1024
+    pipe = models.load_pipeline(str(out), models.pick_runtime("cpu"))
+    prompt = "a photo of sks circle on a blue background"
+    assert pipe.tokenizer(prompt).input_ids == write_clip_tokenizer(tmp_path / "tok")(prompt).input_ids
+    assert math.isfinite(pipe.vae.config.scaling_factor) and pipe.vae.config.scaling_factor != 0.18215

@@ -1,0 +1,72 @@
+"""The toy world's scenes: deterministic, varied, captioned, and free of the subject."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.toyworld import scenes, subject
+
+
+def test_scenes_are_a_pure_function_of_seed_and_index():
+    assert scenes.world_scene(3, 17) == scenes.world_scene(3, 17)
+    assert np.array_equal(scenes.to_array(scenes.render(scenes.world_scene(3, 17))),
+                          scenes.to_array(scenes.render(scenes.world_scene(3, 17))))
+
+
+def test_object_and_background_colours_always_differ():
+    assert all(s.colour != s.background for s in (scenes.world_scene(0, i) for i in range(500)))
+
+
+def test_world_covers_every_shape_and_colour():
+    world = [scenes.world_scene(0, i) for i in range(500)]
+    assert {s.shape for s in world} == set(scenes.SHAPES)
+    assert {s.colour for s in world} == {s.background for s in world} == set(scenes.COLOURS)
+
+
+def test_world_never_contains_the_subject():
+    """No world scene is banded: the subject is new to the model."""
+    assert not any(scenes.world_scene(0, i).patterned for i in range(500))
+
+
+@pytest.mark.parametrize(("colour", "background", "want"), [
+    (True, True, "a photo of a red circle on a blue background"),
+    (False, True, "a photo of a circle on a blue background"),
+    (True, False, "a photo of a red circle"),
+    (False, False, "a photo of a circle"),
+])
+def test_caption_leaves_out_what_it_is_told(colour, background, want):
+    scene = scenes.Scene("circle", "red", "blue", 0.5, 0.5, 0.25)
+    assert scenes.caption(scene, colour=colour, background=background) == want
+
+
+def test_objects_stay_inside_the_image():
+    for i in range(200):
+        s = scenes.world_scene(0, i)
+        assert s.size < s.cx < 1 - s.size and s.size < s.cy < 1 - s.size
+
+
+def test_class_prompt_is_the_one_training_preserves():
+    """The toy subject's class prompt is exactly TrainConfig.class_prompt for class 'circle'."""
+    from trainer.config import TrainConfig
+
+    assert subject.class_prompt() == TrainConfig(class_noun=subject.CLASS_NOUN).class_prompt
+
+
+def test_subject_photos_pass_photo_intake(tmp_path):
+    """Four 256 px PNGs, accepted by the bot's photo checks, on four different backgrounds."""
+    from storage import photos
+    from storage.config import PhotoLimits
+
+    paths = subject.write_photos(tmp_path)
+    assert len(paths) == 4 and len({s.background for s in subject.photo_scenes()}) == 4
+    for p in paths:
+        photos.inspect_photo(p.read_bytes(), filename=p.name, content_type=None, limits=PhotoLimits())
+
+
+def test_codec_scenes_are_banded_with_different_neighbouring_colours():
+    """The VAE's extra scenes: 2 to 7 bands, no two neighbours alike, none the background's colour."""
+    rng = np.random.default_rng(0)
+    for s in (scenes.codec_scene(rng) for _ in range(200)):
+        assert 2 <= len(s.bands) <= 7 and s.background not in s.bands
+        assert all(a != b for a, b in zip(s.bands, s.bands[1:], strict=False))

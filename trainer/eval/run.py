@@ -1,0 +1,163 @@
+"""The DreamBooth paper's evaluation of one trained subject: generate with fixed seeds, embed, score, write.
+
+For each of the 25 prompt templates (or a file's), `images_per_prompt` images of the subject
+prompt ("a sks dog in the jungle") and of the class prompt ("a dog in the jungle"), both with the
+subject's adapter active, image j of every prompt with seed `seed + j`. Then
+    DINO, CLIP-I   subject samples against the real photos;
+    CLIP-T         each subject sample against its own prompt;
+    PRES           class samples against the real photos (DINO);
+    DIV            pairwise perceptual distance among one prompt's subject samples;
+and, for reference, the real photos' DINO and CLIP-I similarity among themselves (the paper's
+"real images" row). Writes report.json, a grid per prompt (subject row over class row) and
+returns the report; `format_table` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from trainer.eval import metrics, prompts
+from trainer.eval.config import EvalConfig
+
+PAPER = {"dreambooth_sd": {"dino": 0.668, "clip_i": 0.803, "clip_t": 0.305},
+         "real_images": {"dino": 0.774, "clip_i": 0.885},
+         "pres": {"with_prior_preservation": 0.493, "without": 0.664}}
+
+
+@dataclass(frozen=True)
+class EvalSubject:
+    name: str
+    token: str
+    class_noun: str
+    adapter_dir: Path
+    photos: tuple[Path, ...]
+    base_model: str
+    resolution: int
+
+
+@dataclass
+class PromptScore:
+    prompt: str
+    class_prompt: str
+    dino: float
+    clip_i: float
+    clip_t: float
+    div: float | None  # None with a single image per prompt
+    pres: float | None  # None without class prompts
+    grid: str | None = None
+
+
+@dataclass
+class Report:
+    subject: str
+    dino: float
+    clip_i: float
+    clip_t: float
+    pres: float | None
+    div: float | None
+    real_dino: float | None  # the real photos among themselves (None with one photo)
+    real_clip_i: float | None
+    n_images: int
+    config: dict = field(default_factory=dict)
+    prompts: list[PromptScore] = field(default_factory=list)
+    paper: dict = field(default_factory=lambda: PAPER)
+
+
+def score(subject_images: list[list[Image.Image]], class_images: list[list[Image.Image]] | None,
+          real_images: list[Image.Image], subject_prompts: list[str], class_prompts: list[str], dino, clip,
+          *, name: str = "") -> Report:
+    """Every metric from the images alone (one list of samples per prompt); no generation here."""
+    real_dino = dino.embed(real_images)
+    real_clip = clip.embed_images(real_images)
+    flat = [im for row in subject_images for im in row]
+    gen_dino, gen_clip = dino.embed(flat), clip.embed_images(flat)
+    texts = clip.embed_texts([p for p, row in zip(subject_prompts, subject_images, strict=True) for _ in row])
+    maps = dino.token_maps(flat) if max(len(r) for r in subject_images) > 1 else None
+    class_dino = dino.embed([im for row in class_images for im in row]) if class_images else None
+
+    rows, start, cstart = [], 0, 0
+    for i, row in enumerate(subject_images):
+        sl = slice(start, start + len(row))
+        pres = None
+        if class_dino is not None:
+            k = len(class_images[i])
+            pres = metrics.pres_score(class_dino[cstart:cstart + k], real_dino)
+            cstart += k
+        rows.append(PromptScore(
+            subject_prompts[i], class_prompts[i] if class_prompts else "",
+            metrics.dino_score(gen_dino[sl], real_dino), metrics.clip_i_score(gen_clip[sl], real_clip),
+            metrics.clip_t_score(gen_clip[sl], texts[sl]),
+            metrics.div_score(maps[sl]) if maps is not None and len(row) > 1 else None, pres))
+        start += len(row)
+    divs = [r.div for r in rows if r.div is not None]
+    return Report(
+        subject=name, dino=metrics.dino_score(gen_dino, real_dino), clip_i=metrics.clip_i_score(gen_clip, real_clip),
+        clip_t=metrics.clip_t_score(gen_clip, texts),
+        pres=metrics.pres_score(class_dino, real_dino) if class_dino is not None else None,
+        div=sum(divs) / len(divs) if divs else None,
+        real_dino=metrics.self_similarity(real_dino) if len(real_images) > 1 else None,
+        real_clip_i=metrics.self_similarity(real_clip) if len(real_images) > 1 else None,
+        n_images=len(flat), prompts=rows)
+
+
+def evaluate(pipe, subject: EvalSubject, cfg: EvalConfig, out_dir: Path, dino, clip,
+             templates: tuple[str, ...] | None = None) -> Report:
+    """Generate the protocol's images with the subject's adapter, score them, write report.json and grids."""
+    from trainer.generate import ImageGenerator, make_grid, save_png
+
+    templates = templates or prompts.templates_for(subject.class_noun)
+    subject_prompts = prompts.subject_prompts(subject.token, subject.class_noun, templates)
+    class_prompts = prompts.class_prompts(subject.class_noun, templates)
+    generator = ImageGenerator(pipe, cache_size=1)
+    adapters = [("eval_subject", subject.adapter_dir)]
+    n = cfg.images_per_prompt
+
+    def sample(prompt: str) -> list[Image.Image]:
+        return generator.generate(prompt, adapters, n=n, seed=cfg.seed, steps=cfg.steps, guidance=cfg.guidance,
+                                  resolution=subject.resolution).images
+
+    subject_images = [sample(p) for p in subject_prompts]
+    class_images = [sample(p) for p in class_prompts] if cfg.with_class_prompts else None
+    real = [Image.open(p).convert("RGB") for p in subject.photos]
+    report = score(subject_images, class_images, real, subject_prompts, class_prompts, dino, clip, name=subject.name)
+    report.config = {**asdict(cfg), "base_model": subject.base_model, "adapter": str(subject.adapter_dir),
+                     "resolution": subject.resolution, "token": subject.token, "class_noun": subject.class_noun}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, row in enumerate(report.prompts):
+        images = subject_images[i] + (class_images[i] if class_images else [])
+        path = save_png(make_grid(images, cols=n), out_dir / "grids" / f"{i:02d}-{_slug(row.prompt)}.png")
+        row.grid = path.relative_to(out_dir).as_posix()
+    (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return report
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def _f(x: float | None) -> str:
+    return "  -  " if x is None else f"{x:.3f}"
+
+
+def format_table(report: Report) -> str:
+    """A plain-text table: one line per prompt, then the means beside the paper's figures."""
+    lines = [f"{'prompt':<58} {'DINO':>6} {'CLIP-I':>6} {'CLIP-T':>6} {'DIV':>6} {'PRES':>6}"]
+    for r in report.prompts:
+        lines.append(f"{r.prompt[:58]:<58} {_f(r.dino):>6} {_f(r.clip_i):>6} {_f(r.clip_t):>6} "
+                     f"{_f(r.div):>6} {_f(r.pres):>6}")
+    lines.append("-" * 94)
+    lines.append(f"{'mean (' + str(report.n_images) + ' images)':<58} {_f(report.dino):>6} {_f(report.clip_i):>6} "
+                 f"{_f(report.clip_t):>6} {_f(report.div):>6} {_f(report.pres):>6}")
+    lines.append(f"{'real photos among themselves':<58} {_f(report.real_dino):>6} {_f(report.real_clip_i):>6}")
+    p = PAPER
+    lines.append(f"{'paper, DreamBooth on Stable Diffusion':<58} {p['dreambooth_sd']['dino']:>6.3f} "
+                 f"{p['dreambooth_sd']['clip_i']:>6.3f} {p['dreambooth_sd']['clip_t']:>6.3f} {'':>6} "
+                 f"{p['pres']['with_prior_preservation']:>6.3f}")
+    lines.append(f"{'paper, real images':<58} {p['real_images']['dino']:>6.3f} {p['real_images']['clip_i']:>6.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""A DreamBooth run on the toy world through `dreambot train`, scored with and without prior preservation.
+
+The run is the normal command-line path: `trainer.cli`'s `train` command (photo intake, subject
+row, queued job, worker, class images, training loop, adapter export), with the repository's
+config (default preset: balanced) pointed at the toy model at its 64 px resolution on the CPU.
+Only what the toy world needs is changed: the base model, the resolution, CPU fp32, a fresh
+data folder, and prior preservation on or off (class_images = 0 turns it off). `steps` and
+`checkpoint_every` may be shortened (the CI test does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.toyworld import quality, subject
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+TOY_MODEL = Path(__file__).resolve().parent / "model"
+SUBJECT_NAME = "bee ball"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    prior_preservation: bool
+    model: Path = TOY_MODEL
+    steps: int | None = None  # None: the default preset's
+    checkpoint_every: int | None = None  # None: the config's (each checkpoint renders a sample grid)
+    seeds_per_prompt: int = 8  # samples per evaluation prompt (4 backgrounds; the class prompt gets twice this)
+    eval_seed: int = 0
+
+
+def toy_config(base, spec: RunSpec, data_dir: Path):
+    """The repository's config with the toy model, 64 px, CPU fp32, a fresh data folder, and the prior switch."""
+    trainer = dataclasses.replace(
+        base.trainer, base_model=str(spec.model), resolution=64, device="cpu", mixed_precision="no",
+        class_images=base.trainer.class_images if spec.prior_preservation else 0,
+        checkpoint_every=spec.checkpoint_every or base.trainer.checkpoint_every)
+    storage = dataclasses.replace(base.storage, data_dir=data_dir, db_path="")
+    return dataclasses.replace(base, trainer=trainer, storage=storage)
+
+
+def train_subject(cfg, work: Path, steps: int | None) -> Path:
+    """`dreambot train --name 'bee ball' --class-noun circle --out work/export photos...`; the adapter folder."""
+    from trainer.cli import build_parser
+
+    photos = subject.write_photos(work / "photos")
+    argv = ["train", "--name", SUBJECT_NAME, "--class-noun", subject.CLASS_NOUN, "--out", str(work / "export")]
+    if steps is not None:
+        argv += ["--steps", str(steps)]
+    args = build_parser().parse_args([*argv, *map(str, photos)])
+    if args.func(args, cfg) != 0:
+        raise RuntimeError("dreambot train failed; see the log above")
+    return work / "export" / "adapter"
+
+
+def run(spec: RunSpec, work: Path, base_cfg=None) -> dict:
+    """Train on the subject's photos, then generate and score; returns the figures and what made them."""
+    from storage.config import load
+    from trainer import lora, models
+    from trainer.generate import ImageGenerator, save_grid
+
+    cfg = toy_config(base_cfg or load(REPO / "config.toml"), spec, work / "data")
+    started = time.perf_counter()
+    adapter = train_subject(cfg, work, spec.steps)
+    trained = time.perf_counter() - started
+    meta = lora.read_metadata(adapter)
+    pipe = models.load_pipeline(str(spec.model), models.pick_runtime("cpu", "no"))
+    q, subject_images, class_images = quality.measure(
+        ImageGenerator(pipe, cache_size=1), adapter, meta["token"], seeds_per_prompt=spec.seeds_per_prompt,
+        steps=cfg.trainer.sample_steps, guidance=cfg.trainer.guidance_scale, seed=spec.eval_seed)
+    save_grid(subject_images, cols=spec.seeds_per_prompt, path=work / "subject-samples.png")
+    save_grid(class_images, cols=spec.seeds_per_prompt, path=work / "class-samples.png")
+    return {"prior_preservation": spec.prior_preservation, **dataclasses.asdict(q),
+            "steps": meta.get("steps_done"), "preset": meta.get("preset"), "rank": meta.get("rank"),
+            "class_images": cfg.trainer.class_images, "token": meta["token"],
+            "train_seconds": round(trained, 1), "total_seconds": round(time.perf_counter() - started, 1),
+            "grids": [str(work / "subject-samples.png"), str(work / "class-samples.png")]}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'prior preservation':<20} {'subject fidelity':>17} {'prompt fidelity':>16} {'class collapse':>15} "
+             f"{'steps':>6} {'train s':>8}"]
+    for r in rows:
+        lines.append(f"{'with' if r['prior_preservation'] else 'without':<20} {r['subject_fidelity']:>17.3f} "
+                     f"{r['prompt_fidelity']:>16.3f} {r['class_collapse']:>15.3f} {r['steps']:>6} "
+                     f"{r['train_seconds']:>8.0f}")
+    lines.append(f"{'required':<20} {'>= 0.8':>17} {'>= 0.8':>16} {'<= 0.2 with':>15}")
+    return "\n".join(lines)
+
+
+def write_json(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": rows}, indent=2) + "\n")
