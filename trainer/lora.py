@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+# Every linear layer of the UNet's transformer blocks, as kohya's sd-scripts' default LoRA: the
+# attention projections, the feed-forward layers and the projections into and out of each block.
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2")
 TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 TRAIN_ADAPTER = "dreambot_train"
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -123,7 +125,9 @@ def save_adapter(pipe, out_dir: str | Path, *, metadata: dict) -> Path:
     out = Path(out_dir)
     unet_sd, te_sd = peft_state_dicts(pipe)
     StableDiffusionPipeline.save_lora_weights(
-        out, unet_lora_layers=_contiguous(convert_state_dict_to_diffusers(unet_sd)),
+        # peft key names as they are: diffusers' converter renames only the attention keys, and a file
+        # that mixes both namings loads without its attention LoRA (the feed-forward layers are targets too)
+        out, unet_lora_layers=_contiguous(unet_sd),
         text_encoder_lora_layers=_contiguous(convert_state_dict_to_diffusers(te_sd)) if te_sd else None,
         # the LoRA configs go in the header too, so loading restores alpha exactly (not alpha = rank)
         unet_lora_adapter_metadata=_config_dict(pipe.unet),

@@ -58,6 +58,23 @@ def test_saved_adapter_reproduces_the_trained_model(pipe, tiny_model, tmp_path, 
     assert abs(_image(fresh) - trained).max() < 1e-4
 
 
+def test_every_trained_tensor_loads_back(pipe, tiny_model, tmp_path):
+    """Attention, feed-forward and projection LoRA tensors all come back from the file, exactly."""
+    from trainer import models
+
+    _trained(pipe, text_encoder=False)
+    trained = {n.replace(f".{lora.TRAIN_ADAPTER}", ""): p.detach().clone()
+               for n, p in pipe.unet.named_parameters() if "lora_" in n}
+    lora.save_adapter(pipe, tmp_path, metadata=META)
+    fresh = models.load_pipeline(str(tiny_model), models.pick_runtime("cpu"))
+    lora.load_adapter(fresh, tmp_path, "rex")
+    loaded = {n.replace(".rex", ""): p for n, p in fresh.unet.named_parameters() if "lora_" in n}
+    assert loaded.keys() == trained.keys()
+    assert {t for t in lora.UNET_TARGETS if any(f".{t}.lora_A" in k for k in loaded)} == set(lora.UNET_TARGETS)
+    for k, v in trained.items():
+        torch.testing.assert_close(loaded[k], v, rtol=0, atol=0)
+
+
 def test_kohya_copy_has_kohya_names_and_alpha(pipe, tmp_path):
     """The kohya file uses sd-scripts' key names, lora_te_ for SD 1.x, and the real alpha."""
     _trained(pipe, text_encoder=True)
@@ -68,6 +85,8 @@ def test_kohya_copy_has_kohya_names_and_alpha(pipe, tmp_path):
         header = f.metadata()
     assert "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight" in keys
     assert "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_attn2_to_out_0.lora_up.weight" in keys
+    assert "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_ff_net_0_proj.lora_down.weight" in keys
+    assert "lora_unet_mid_block_attentions_0_proj_in.lora_up.weight" in keys
     assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in keys
     assert all(k.startswith(("lora_unet_", "lora_te_")) for k in keys)
     assert alpha.item() == 8.0 and header["ss_network_dim"] == "4"
