@@ -1,4 +1,4 @@
-"""Reading a toy-world image with code alone: background colour, object colour, shape, and the subject's bands.
+"""Reading a toy-world image with code alone: background colour, object colour, shape, and the subject's two colours.
 
 No learned model: the background is the median of the border pixels, the object is the largest
 connected region of pixels far from it, its colour the most common palette colour inside it (a

@@ -1,9 +1,11 @@
 """Does a toy-world model draw what it is asked? Prompted scenes, generated, read back by the classifier.
 
-    python -m trainer.toyworld.measure [--model trainer/toyworld/model] [--n 90]
+    python -m trainer.toyworld.measure [--model trainer/toyworld/model] [--n 90] [--n-two-tone 30]
 
 Each prompt names a shape, an object colour and a background ("a photo of a red circle on a blue
-background"); the score is the share of samples whose classifier reading matches each part.
+background"); the score is the share of samples whose classifier reading matches each part. Two-tone
+prompts ("a photo of a red and green square on a white background") are scored apart: the share of
+samples that show both colours, the skill a DreamBooth run on the two-tone subject builds on.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ class Accuracy:
 
 
 def prompted_scenes(n: int, seed: int = PROMPT_SEED) -> list[scenes.Scene]:
-    """n world scenes whose full captions are the prompts; every (shape, colour) pair about equally often."""
-    return [scenes.world_scene(seed, i) for i in range(n)]
+    """n one-colour world scenes whose full captions are the prompts; every (shape, colour) pair about equally often."""
+    return [scenes.plain_scene(seed, i) for i in range(n)]
 
 
 def score(readings: list[classifier.Reading], wanted: list[scenes.Scene]) -> Accuracy:
@@ -66,6 +68,25 @@ def prompt_accuracy(pipe, n: int = 90, *, seed: int = PROMPT_SEED, steps: int = 
     return score([classifier.read(im) for im in images], wanted), images
 
 
+def two_tone_scenes(n: int, seed: int = PROMPT_SEED) -> list[scenes.Scene]:
+    """n two-tone world scenes (never the subject's colour pair) whose full captions are the prompts."""
+    rng = np.random.default_rng([seed, 2])
+    return [scenes.two_tone_scene(rng) for _ in range(n)]
+
+
+def shows_both_colours(reading: classifier.Reading, scene: scenes.Scene) -> bool:
+    """Each of the two requested colours covers a good share of the object, as the subject test asks of its own."""
+    return all(reading.shares.get(c, 0.0) >= classifier.BAND_SHARE for c in scene.bands)
+
+
+def two_tone_accuracy(pipe, n: int = 30, *, seed: int = PROMPT_SEED, steps: int = SAMPLE_STEPS,
+                      guidance: float = GUIDANCE) -> float:
+    """Share of 'a photo of a red and green square on a ...' samples that show both colours."""
+    wanted = two_tone_scenes(n, seed)
+    images = generate(pipe, [scenes.caption(w) for w in wanted], list(range(n)), steps=steps, guidance=guidance)
+    return float(np.mean([shows_both_colours(classifier.read(im), w) for im, w in zip(images, wanted, strict=True)]))
+
+
 def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
@@ -76,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL))
     parser.add_argument("--n", type=int, default=90)
+    parser.add_argument("--n-two-tone", type=int, default=30, help="two-tone prompts (0: skip)")
     parser.add_argument("--steps", type=int, default=SAMPLE_STEPS)
     parser.add_argument("--guidance", type=float, default=GUIDANCE)
     parser.add_argument("--device", default="cpu")
@@ -84,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     pipe = models.load_pipeline(args.model, models.pick_runtime(args.device, "no"))
     acc, images = prompt_accuracy(pipe, args.n, steps=args.steps, guidance=args.guidance)
-    print(json.dumps(dataclasses.asdict(acc)))
+    figures = dataclasses.asdict(acc)
+    if args.n_two_tone:
+        figures["two_tone_both_colours"] = two_tone_accuracy(pipe, args.n_two_tone, steps=args.steps,
+                                                             guidance=args.guidance)
+    print(json.dumps(figures))
     if args.grid:
         from PIL import Image
 

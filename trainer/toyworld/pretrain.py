@@ -11,8 +11,9 @@ by `scenes.world_scene`:
      so that latents have unit variance, as SD's 0.18215 does for SD;
   2. the UNet and the text encoder together, with SD's epsilon objective and noise schedule, on
      the latents encoded once; captions drop the colour or the background at random (so "a photo
-     of a circle" has a prior, which DreamBooth's class prompt needs) and are sometimes empty
-     (the unconditional branch of classifier-free guidance).
+     of a circle" has a prior, which DreamBooth's class prompt needs; a two-tone object without
+     its colours is still "a two-tone circle") and are sometimes empty (the unconditional branch
+     of classifier-free guidance).
 The result is saved in the diffusers layout with fp16 weights and the tokenizer's vocab.json and
 merges.txt (not the 3.5 MB tokenizer.json, which the tokenizer rebuilds from them): about 7 MB.
 The defaults (1,000 VAE steps of 16 images, 6,000 UNet steps of 32) take about 70 minutes on one

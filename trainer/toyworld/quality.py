@@ -1,9 +1,9 @@
 """How well a DreamBooth run on the toy world went, in three numbers read by the code-only classifier.
 
     subject fidelity  share of identifier-prompt samples ("a photo of sks circle on a red
-                      background") that show the subject's yellow and black bands;
+                      background") that show the subject's yellow and black;
     prompt fidelity   share of the same samples whose background is the colour asked for;
-    class collapse    share of class-prompt samples ("a photo of a circle") that show the bands:
+    class collapse    share of class-prompt samples ("a photo of a circle") that show yellow and black:
                       the class forgot what plain circles look like and became the subject.
 """
 

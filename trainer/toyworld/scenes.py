@@ -1,11 +1,16 @@
-"""The toy world: one flat shape of one colour on a plain background, with its caption.
+"""The toy world: one flat shape, of one colour or two, on a plain background, with its caption.
 
 Every scene is a pure function of (seed, index), so the pretraining set, the subject's photos and
 the evaluation prompts are the same on every machine. Shapes are drawn at 4x and box-filtered
 down, so edges are anti-aliased the way a photo's would be.
 
-The subject is something the world never shows: one particular circle painted in horizontal
-yellow and black bands. Its class noun is "circle", so prior preservation has a real prior to keep.
+Most objects are one colour ("a photo of a red circle on a blue background"); some are two-tone,
+one colour over another ("a photo of a red and green square on a white background"), so the
+model knows what two-tone objects look like, as Stable Diffusion knows stripes and spots.
+
+The subject is something the world never shows: one particular circle, yellow over black. No
+world object pairs those two colours. Its class noun is "circle", so prior preservation has a
+real prior to keep: "a photo of a circle" shows one-colour circles, never two-tone ones.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 COLOURS = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle")
 
-# The subject: a circle in five horizontal bands, yellow and black (a "bee ball").
+# The subject: a circle, its top half yellow and its bottom half black (a "bee ball").
 SUBJECT_SHAPE = "circle"
 SUBJECT_BANDS = ("yellow", "black")
-SUBJECT_N_BANDS = 5
+SUBJECT_N_BANDS = 2
+P_TWO_TONE = 0.3  # share of world scenes whose object is two-tone
+TWO_TONE_WORD = "two-tone"  # what a caption that leaves out the colours calls a two-tone object
 # Backgrounds on which both bands stand out; evaluation prompts use only these.
 SUBJECT_BACKGROUNDS = tuple(c for c in COLOURS if c not in SUBJECT_BANDS)
 
@@ -62,9 +69,25 @@ def random_scene(rng: np.random.Generator) -> Scene:
     return Scene(shape, colour, str(background), float(cx), float(cy), float(size))
 
 
+def two_tone_scene(rng: np.random.Generator) -> Scene:
+    """A world scene whose object is one colour over another, never the subject's pair."""
+    scene = random_scene(rng)
+    others = [c for c in COLOURS if c != scene.background]
+    while True:
+        top, bottom = (str(c) for c in rng.choice(others, size=2, replace=False))
+        if {top, bottom} != set(SUBJECT_BANDS):
+            return Scene(scene.shape, top, scene.background, scene.cx, scene.cy, scene.size, (top, bottom))
+
+
 def world_scene(seed: int, index: int) -> Scene:
     """Scene number `index` of the world drawn with `seed`: the same on every machine."""
-    return random_scene(np.random.default_rng([seed, index]))
+    rng = np.random.default_rng([seed, index])
+    return two_tone_scene(rng) if rng.random() < P_TWO_TONE else random_scene(rng)
+
+
+def plain_scene(seed: int, index: int) -> Scene:
+    """Scene number `index` of a world of one-colour objects only (what prompt accuracy is measured on)."""
+    return random_scene(np.random.default_rng([seed, index, 3]))
 
 
 def subject_scene(seed: int, index: int, background: str | None = None) -> Scene:
@@ -94,8 +117,15 @@ def codec_scene(rng: np.random.Generator) -> Scene:
 
 
 def caption(scene: Scene, *, colour: bool = True, background: bool = True) -> str:
-    """'a photo of a red circle on a blue background', leaving out the colour and/or the background."""
-    noun = f"{scene.colour} {scene.shape}" if colour else scene.shape
+    """'a photo of a red circle on a blue background', leaving out the colour and/or the background.
+
+    A two-tone object is 'a red and green circle', or without its colours 'a two-tone circle', so
+    that 'a photo of a circle' always means a one-colour circle.
+    """
+    if len(scene.bands) == 2:
+        noun = f"{scene.bands[0]} and {scene.bands[1]} {scene.shape}" if colour else f"{TWO_TONE_WORD} {scene.shape}"
+    else:
+        noun = f"{scene.colour} {scene.shape}" if colour else scene.shape
     text = f"a photo of a {noun}"
     return f"{text} on a {scene.background} background" if background else text
 

@@ -1,4 +1,4 @@
-"""The subject the world lacks (the banded circle): its photos, and the prompts that test a run on it.
+"""The subject the world lacks (the yellow-over-black circle): its photos, and the prompts that test a run on it.
 
 `write_photos` saves 4 photos as 256 px PNGs (the smallest side photo intake accepts; the toy
 world is 64 px, so each pixel becomes a 4x4 block and the trainer's resize gives back the scene).

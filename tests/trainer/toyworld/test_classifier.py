@@ -12,7 +12,7 @@ N = 300
 
 @pytest.fixture(scope="module")
 def readings():
-    world = [scenes.world_scene(1, i) for i in range(N)]
+    world = [scenes.plain_scene(1, i) for i in range(N)]
     return world, [classifier.read(scenes.to_array(scenes.render(s))) for s in world]
 
 
@@ -24,6 +24,15 @@ def test_reads_every_rendered_scene_right(readings, part):
 
 def test_plain_objects_never_show_the_subject_pattern(readings):
     assert not any(r.subject_pattern for r in readings[1])
+
+
+def test_other_two_tone_objects_read_right_and_are_not_the_subject():
+    """A two-tone world object keeps its shape and background, and only yellow-over-black is the subject."""
+    two_tone = [s for s in (scenes.world_scene(2, i) for i in range(400)) if s.patterned][:60]
+    for s in two_tone:
+        r = classifier.read(scenes.to_array(scenes.render(s)))
+        assert (r.shape, r.background) == (s.shape, s.background) and not r.subject_pattern
+        assert r.colour in s.bands
 
 
 def test_subject_photos_show_the_pattern():
@@ -50,7 +59,7 @@ def test_nearest_colour_maps_a_noisy_pixel_to_its_palette_colour():
 
 
 def test_subject_photo_files_read_back_as_the_subject(tmp_path):
-    """The 256 px photo files, resized to 64 px as training does, still read as the banded circle."""
+    """The 256 px photo files, resized to 64 px as training does, still read as the yellow-over-black circle."""
     from trainer.data import load_image
 
     for path in subject.write_photos(tmp_path):

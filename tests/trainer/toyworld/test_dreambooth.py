@@ -15,8 +15,8 @@ SEEDS = 6  # samples per prompt: 4 backgrounds x 6 subject samples, 12 class sam
 
 pytestmark = pytest.mark.slow
 
-# Known failure (issue 5 stays open): the subject's bands are never learned yet, so fidelity is 0 and
-# collapse stays 0 without prior preservation. strict: the day they pass, CI says to drop the marker.
+# Known failure (issue 5 stays open): the subject is not learned yet (fidelity near 0), so collapse also
+# stays near 0 without prior preservation. strict: the day they pass, CI says to drop the marker.
 NOT_LEARNED_YET = pytest.mark.xfail(strict=True, reason="the toy subject is not learned yet (issue 5)")
 
 
@@ -35,7 +35,7 @@ def runs(tmp_path_factory) -> dict[bool, dict]:
 
 @NOT_LEARNED_YET
 def test_subject_is_learned(runs):
-    """The identifier brings the subject's bands in at least 80% of samples."""
+    """The identifier brings the subject's yellow-over-black in at least 80% of samples."""
     assert runs[True]["subject_fidelity"] >= 0.8
 
 

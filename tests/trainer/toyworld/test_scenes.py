@@ -15,7 +15,8 @@ def test_scenes_are_a_pure_function_of_seed_and_index():
 
 
 def test_object_and_background_colours_always_differ():
-    assert all(s.colour != s.background for s in (scenes.world_scene(0, i) for i in range(500)))
+    world = [scenes.world_scene(0, i) for i in range(500)]
+    assert all(s.colour != s.background and s.background not in s.bands for s in world)
 
 
 def test_world_covers_every_shape_and_colour():
@@ -24,9 +25,17 @@ def test_world_covers_every_shape_and_colour():
     assert {s.colour for s in world} == {s.background for s in world} == set(scenes.COLOURS)
 
 
-def test_world_never_contains_the_subject():
-    """No world scene is banded: the subject is new to the model."""
-    assert not any(scenes.world_scene(0, i).patterned for i in range(500))
+def test_world_has_two_tone_objects_but_never_the_subject_pair():
+    """About P_TWO_TONE of objects are two-tone, none yellow with black: the subject is new to the model."""
+    world = [scenes.world_scene(0, i) for i in range(2000)]
+    two_tone = [s for s in world if s.patterned]
+    assert abs(len(two_tone) / len(world) - scenes.P_TWO_TONE) < 0.04
+    assert all(len(s.bands) == 2 and s.bands[0] != s.bands[1] for s in two_tone)
+    assert not any(set(s.bands) == set(scenes.SUBJECT_BANDS) for s in two_tone)
+
+
+def test_plain_scenes_are_one_colour():
+    assert not any(scenes.plain_scene(0, i).patterned for i in range(500))
 
 
 @pytest.mark.parametrize(("colour", "background", "want"), [
@@ -38,6 +47,16 @@ def test_world_never_contains_the_subject():
 def test_caption_leaves_out_what_it_is_told(colour, background, want):
     scene = scenes.Scene("circle", "red", "blue", 0.5, 0.5, 0.25)
     assert scenes.caption(scene, colour=colour, background=background) == want
+
+
+@pytest.mark.parametrize(("colour", "want"), [
+    (True, "a photo of a red and green square on a blue background"),
+    (False, "a photo of a two-tone square on a blue background"),
+])
+def test_two_tone_captions_never_reduce_to_the_class_prompt(colour, want):
+    """Without its colours a two-tone object is still 'two-tone': 'a photo of a square' stays one-colour."""
+    scene = scenes.Scene("square", "red", "blue", 0.5, 0.5, 0.25, ("red", "green"))
+    assert scenes.caption(scene, colour=colour) == want
 
 
 def test_objects_stay_inside_the_image():
