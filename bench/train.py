@@ -4,9 +4,12 @@
     python -m bench.train --full         # SD 1.5 architecture, random weights, 512 px, on CUDA
 
 The plain loop is what diffusers' reference script does each step: encode the batch's pixels
-through the VAE and the prompts through the text encoder, then the UNet. Ours encodes once and
-runs the UNet alone. Both run in the same process on the same model, and the ratio is printed.
-With --full it also measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's
+through the VAE and the prompts through the text encoder, then the UNet, and read the loss for
+the progress bar. Ours encodes once, runs the UNet alone and reads the loss every few seconds.
+Both run in the same process on the same model, each timed over a window of steps after 3
+warm-up ones, and the ratio is printed; the plain loop is also timed without its per-step loss
+read, to show what that sync alone costs. With --compile (always with --full) our loop is timed
+again with compile_unet (torch.compile; its compiling steps are left out). With --full it also measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's
 achieved TFLOP/s (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of
 the card's dense bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
 """
@@ -18,7 +21,6 @@ import dataclasses
 import json
 import os
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -77,13 +79,23 @@ def build(args, workdir: Path):
 
 
 class StepClock:
-    """train.Callbacks that times every step (progress is reported each step in the benchmark)."""
+    """train.Callbacks that times a window of steps, as training really runs.
 
-    def __init__(self):
-        self.times: list[float] = []
+    The trainer reads its loss from the GPU only every few seconds, so the CPU queues the next
+    steps while the GPU works. Timing each step would need a sync per step and hide that; instead
+    the clock syncs once when step `skip` starts (should_stop is asked before each step) and once
+    when the last step is done (its progress report, which comes before the final checkpoint).
+    """
+
+    def __init__(self, device: str, steps: int, skip: int = 3):
+        self.device, self.steps, self.skip = device, steps, skip
+        self.calls = 0
+        self.start = self.end = None
 
     def on_progress(self, progress):
-        self.times.append(time.perf_counter())
+        if progress.step == progress.total:
+            sync(self.device)
+            self.end = time.perf_counter()
 
     def on_checkpoint(self, checkpoint):
         pass
@@ -92,18 +104,22 @@ class StepClock:
         pass
 
     def should_stop(self):
+        if self.calls == self.skip:
+            sync(self.device)
+            self.start = time.perf_counter()
+        self.calls += 1
         return False
 
-    def seconds_per_step(self, skip: int = 3) -> float:
-        gaps = [b - a for a, b in zip(self.times, self.times[1:], strict=False)][skip:]
-        return statistics.median(gaps) if gaps else float("nan")
+    def seconds_per_step(self) -> float:
+        if self.start is None or self.end is None:
+            return float("nan")
+        return (self.end - self.start) / (self.steps - self.skip)
 
 
-def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str) -> dict:
+def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str, skip: int = 3) -> dict:
     from trainer import train
 
-    train.LOG_EVERY_SECONDS = 0.0  # a report (and a GPU sync) every step, to time each one
-    clock = StepClock()
+    clock = StepClock(runtime.device, cfg.steps, skip)
     reset_peak(runtime.device)
     out = workdir / name
     train.train(pipe, runtime, cfg, instance_paths=photos, class_dir=class_dir, out_dir=out,
@@ -112,8 +128,13 @@ def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str) -> dic
             "adapter": str(out / "adapter")}
 
 
-def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int) -> dict:
-    """diffusers' reference loop: VAE-encode pixels and text-encode prompts every step, then the UNet."""
+def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int, *, log_every_step: bool = True,
+               skip: int = 3) -> dict:
+    """diffusers' reference loop: VAE-encode pixels and text-encode prompts every step, then the UNet.
+
+    Like the reference it reads the loss every step for its progress bar (`loss.detach().item()`),
+    which waits for the GPU; `log_every_step=False` drops that, to show what the sync alone costs.
+    """
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
@@ -129,11 +150,13 @@ def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int) -> dict:
     params = lora.add_train_adapters(pipe, rank=cfg.rank, alpha=cfg.alpha, text_encoder=False)
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, fused=device == "cuda")
     g = torch.Generator().manual_seed(0)
-    times = []
     reset_peak(device)
     try:
         pipe.unet.train()
-        for _ in range(steps):
+        for step in range(steps):
+            if step == skip:
+                sync(device)
+                start = time.perf_counter()
             pixels = torch.cat([inst[torch.randint(len(inst), (b,), generator=g)],
                                 cls[torch.randint(len(cls), (b,), generator=g)]]).to(device, runtime.dtype)
             with torch.autocast(device, dtype=runtime.dtype, enabled=runtime.autocast):
@@ -149,13 +172,14 @@ def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int) -> dict:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             opt.zero_grad(set_to_none=True)
-            (inst_loss + prior_loss).item()  # the reference logs the loss every step
-            times.append(time.perf_counter())
+            if log_every_step:
+                (inst_loss + prior_loss).item()  # the reference logs the loss every step
+        sync(device)
+        seconds = (time.perf_counter() - start) / (steps - skip)
     finally:
         pipe.unet.eval()
         lora.remove_train_adapters(pipe)
-    gaps = [b2 - a for a, b2 in zip(times, times[1:], strict=False)][3:]
-    return {"seconds_per_step": statistics.median(gaps), "peak_mb": peak_memory_mb(device)}
+    return {"seconds_per_step": seconds, "peak_mb": peak_memory_mb(device)}
 
 
 def main() -> int:
@@ -167,6 +191,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="SD 1.5 architecture at 512 px on CUDA")
     parser.add_argument("--device", default="auto", help="for the tiny model: auto, cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="also time training with compile_unet (on with --full)")
     parser.add_argument("--steps", type=int, help="training steps per measurement (default 20 tiny, 30 full)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/train.json"))
     args = parser.parse_args()
@@ -200,11 +225,27 @@ def main() -> int:
 
         mine = ours(pipe, runtime, cfg, photos, class_dir, workdir, "ours")
         base = plain_loop(pipe, runtime, cfg, photos, class_dir, steps)
-        result.update(ours=mine, plain=base, speedup=base["seconds_per_step"] / mine["seconds_per_step"])
+        unsynced = plain_loop(pipe, runtime, cfg, photos, class_dir, steps, log_every_step=False)
+        result.update(ours=mine, plain=base, plain_no_step_sync=unsynced,
+                      speedup=base["seconds_per_step"] / mine["seconds_per_step"],
+                      speedup_vs_no_step_sync=unsynced["seconds_per_step"] / mine["seconds_per_step"])
         mem = "peak GPU memory" if device == "cuda" else "process peak RSS"
         rows.append(("train step, dreambot", f"{mine['seconds_per_step'] * 1000:.1f} ms ({mem} {mine['peak_mb']:.0f} MiB)"))
         rows.append(("train step, plain loop", f"{base['seconds_per_step'] * 1000:.1f} ms ({mem} {base['peak_mb']:.0f} MiB)"))
-        rows.append(("speed-up", f"{result['speedup']:.2f}x (plain / dreambot seconds per step)"))
+        rows.append(("train step, plain loop, no per-step loss read",
+                     f"{unsynced['seconds_per_step'] * 1000:.1f} ms ({mem} {unsynced['peak_mb']:.0f} MiB)"))
+        rows.append(("speed-up", f"{result['speedup']:.2f}x (plain / dreambot seconds per step); "
+                                 f"{result['speedup_vs_no_step_sync']:.2f}x against the plain loop without its "
+                                 "per-step loss read"))
+
+        if args.full or args.compile:
+            # Compiling takes the first steps (excluded from the timing with the warm-up ones): time more steps.
+            compiled_cfg = dataclasses.replace(cfg, compile_unet=True, steps=2 * steps)
+            fast = ours(pipe, runtime, compiled_cfg, photos, class_dir, workdir, "compiled", skip=steps)
+            result.update(ours_compiled=fast, speedup_compiled=base["seconds_per_step"] / fast["seconds_per_step"])
+            rows.append(("train step, dreambot, compile_unet",
+                         f"{fast['seconds_per_step'] * 1000:.1f} ms ({mem} {fast['peak_mb']:.0f} MiB); "
+                         f"{result['speedup_compiled']:.2f}x the plain loop"))
 
         if args.full:
             small = dataclasses.replace(cfg, optimizer="adamw8bit", gradient_checkpointing=True)

@@ -99,6 +99,7 @@ class TrainerSettings:
     guidance_scale: float = setting(7.5, lo=0.0)
     poll_seconds: float = setting(2.0, lo=0.0)
     adapter_cache: int = setting(4, lo=1)
+    compile_unet: bool = setting(False)
     presets: dict[str, Preset] = field(default_factory=lambda: {"balanced": Preset()})
 
 

@@ -46,6 +46,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes, CUDA only)
     gradient_checkpointing: bool = False  # recompute UNet activations: less memory, ~30% slower
+    compile_unet: bool = False  # torch.compile the UNet's training step: a slow first step, faster ones after
     snr_gamma: float | None = None  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
     noise_offset: float = 0.0  # kohya's offset noise: helps very dark or bright images; 0 is off
     flip: bool = True  # also train on horizontally mirrored copies of every image
@@ -111,4 +112,4 @@ def resolve(settings, params: dict[str, Any], *, token: str, class_noun: str) ->
         prior_loss_weight=settings.prior_loss_weight, resolution=settings.resolution,
         sample_steps=settings.sample_steps, guidance_scale=settings.guidance_scale,
         checkpoint_every=min(settings.checkpoint_every, steps), keep_checkpoints=settings.keep_checkpoints,
-        device=settings.device, mixed_precision=settings.mixed_precision)
+        device=settings.device, mixed_precision=settings.mixed_precision, compile_unet=settings.compile_unet)

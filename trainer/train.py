@@ -163,6 +163,8 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
     try:
         if cfg.gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
+        # The compiled module shares the UNet's weights; sample grids keep using the plain one.
+        unet_forward = torch.compile(pipe.unet) if cfg.compile_unet else pipe.unet
         optimizer = _optimizer(params, cfg, runtime)
         # fp16 base weights need loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
         scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.dtype_name == "float16")
@@ -190,7 +192,7 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
             # Learning rate for this step: a pure function of the step, so resuming needs no scheduler state.
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
+                group["lr"] = lr
 
             # Forward: one fused batch, instance examples first, class examples after.
             latents = train_data.instance.sample(b, generator, pipe.vae.config.scaling_factor)
@@ -206,7 +208,7 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
             noisy = add_noise(latents, noise, timesteps, alphas_cumprod)
             with torch.autocast(runtime.device, dtype=runtime.dtype, enabled=runtime.autocast):
                 hidden = _prompt_states(pipe, train_data, b, n_class)
-                pred = pipe.unet(noisy.to(runtime.dtype), timesteps, hidden.to(runtime.dtype)).sample
+                pred = unet_forward(noisy.to(runtime.dtype), timesteps, hidden.to(runtime.dtype)).sample
 
             # Loss (pure function), backward, clip, step.
             target = diffusion_target(noise, latents, timesteps, prediction_type=prediction_type,

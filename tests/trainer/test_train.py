@@ -101,3 +101,18 @@ def test_out_of_memory_retries_with_checkpointing_and_8bit(monkeypatch, pipe, tr
     with pytest.raises(OutOfMemory, match="even with gradient checkpointing"):
         _run(pipe, train_cfg, [tmp_path / "x.png"], None, tmp_path / "job")
     assert seen == [(False, "adamw"), (True, "adamw8bit")]
+
+
+@pytest.mark.slow
+def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """compile_unet (torch.compile) changes the speed of a step, not what it learns."""
+    torch._dynamo.reset()
+    eager = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "eager")
+    compiled = _run(pipe, dataclasses.replace(train_cfg, compile_unet=True), photo_paths, class_dir,
+                    tmp_path / "compiled")
+    a = load_file(str(eager.adapter_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(compiled.adapter_dir / "pytorch_lora_weights.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:  # fused kernels sum in another order: equal up to float noise, far below a step's change
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)
+    assert not any("lora" in n for n, _ in pipe.unet.named_parameters())
