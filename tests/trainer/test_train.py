@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 
 import pytest
 import torch
@@ -104,6 +105,8 @@ def test_out_of_memory_retries_with_checkpointing_and_8bit(monkeypatch, pipe, tr
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path):
     """compile_unet (torch.compile) changes the speed of a step, not what it learns."""
     torch._dynamo.reset()
