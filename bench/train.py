@@ -9,8 +9,8 @@ the progress bar. Ours encodes once, runs the UNet alone and reads the loss ever
 Both run in the same process on the same model, each timed over a window of steps after 3
 warm-up ones, and the ratio is printed; the plain loop is also timed without its per-step loss
 read, to show what that sync alone costs. With --compile (always with --full) our loop is timed
-again with compile_unet (torch.compile; its compiling steps are left out). With --full it also measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's
-achieved TFLOP/s (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of
+again with compile_unet (torch.compile; its compiling steps are left out). With --full it also
+measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's achieved TFLOP/s (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of
 the card's dense bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
 """
 
@@ -87,15 +87,17 @@ class StepClock:
     when the last step is done (its progress report, which comes before the final checkpoint).
     """
 
-    def __init__(self, device: str, steps: int, skip: int = 3):
-        self.device, self.steps, self.skip = device, steps, skip
+    def __init__(self, device: str, skip: int = 3):
+        self.device, self.skip = device, skip
         self.calls = 0
         self.start = self.end = None
+        self.timed_steps = 0
 
     def on_progress(self, progress):
         if progress.step == progress.total:
             sync(self.device)
             self.end = time.perf_counter()
+            self.timed_steps = progress.total - self.skip
 
     def on_checkpoint(self, checkpoint):
         pass
@@ -113,13 +115,13 @@ class StepClock:
     def seconds_per_step(self) -> float:
         if self.start is None or self.end is None:
             return float("nan")
-        return (self.end - self.start) / (self.steps - self.skip)
+        return (self.end - self.start) / self.timed_steps
 
 
 def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str, skip: int = 3) -> dict:
     from trainer import train
 
-    clock = StepClock(runtime.device, cfg.steps, skip)
+    clock = StepClock(runtime.device, skip)
     reset_peak(runtime.device)
     out = workdir / name
     train.train(pipe, runtime, cfg, instance_paths=photos, class_dir=class_dir, out_dir=out,
