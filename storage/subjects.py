@@ -15,11 +15,14 @@ STATES = ("draft", "pending_review", "queued", "training", "ready", "failed", "r
 
 # Rare identifier tokens: short strings the base model has almost no prior for, each a single
 # CLIP token, so "a photo of sks dog" binds the subject to the token (DreamBooth, section 4.2).
+# After the community's "sks" and "ohwx", they are whole-word tokens from the last merges of
+# CLIP's BPE (the rarest), vowel-free, with the few that are well-known words taken out; a string
+# that splits into several tokens ("zwx" -> "z" + "wx") would bind the subject to common letters.
 # A user's subjects never share one; the list is long enough for the photo quota.
 RARE_TOKENS = (
-    "sks", "ohwx", "zwx", "xjy", "qwz", "vkj", "pqx", "jzk", "wqv", "kxq",
-    "zqj", "xvk", "bqz", "fzx", "qjv", "vxz", "zkv", "jxq", "qxj", "xzq",
-    "wzk", "kzq", "qvz", "vqj", "zxv", "jqz", "xkz", "qzk", "vzj", "zjx",
+    "sks", "ohwx", "nlwx", "rcn", "httr", "shld", "pgs", "rps", "gsp", "tvc",
+    "pbc", "rmb", "mgt", "mds", "pln", "mss", "nrg", "bpd", "kts", "mwf",
+    "ccd", "cwgc", "rsc", "ddc", "fbs", "scd", "bdg", "hns", "nwsl", "stg",
 )
 NAME_PATTERN = re.compile(r"^[\w][\w \-']{0,31}$")
 

@@ -38,3 +38,14 @@ def test_config_round_trips_through_json():
     """The resolved config is saved as JSON and read back equal."""
     cfg = resolve(SETTINGS, {"preset": "faces"}, token="sks", class_noun="cat")
     assert TrainConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_every_identifier_is_one_rare_clip_token(tmp_path):
+    """Each token storage hands out is one whole-word CLIP token, so the subject binds to it and not to letters."""
+    from storage.subjects import RARE_TOKENS
+    from trainer.tiny_model import write_clip_tokenizer
+
+    tokenizer = write_clip_tokenizer(tmp_path)
+    assert len(set(RARE_TOKENS)) == len(RARE_TOKENS)
+    for token in RARE_TOKENS:
+        assert tokenizer.tokenize(token) == [token + "</w>"], token
