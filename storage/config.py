@@ -100,6 +100,8 @@ class TrainerSettings:
     poll_seconds: float = setting(2.0, lo=0.0)
     adapter_cache: int = setting(4, lo=1)
     compile_unet: bool = setting(False)
+    learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0)
+    batch_size: int = setting(1, lo=1, hi=64)
     presets: dict[str, Preset] = field(default_factory=lambda: {"balanced": Preset()})
 
 

@@ -35,7 +35,7 @@ class TrainConfig:
     rank: int = 16  # LoRA rank
     alpha: float = 16.0  # LoRA alpha; the update is scaled by alpha / rank
     train_text_encoder: bool = False  # also learn a LoRA on the text encoder (faces benefit)
-    # optimisation (fixed)
+    # optimisation (fixed, but for the batch, which is a trainer setting)
     batch_size: int = 1  # instance examples per step; as many class examples join them
     lr_schedule: str = "cosine"  # "cosine" or "constant", after warmup
     warmup_steps: int = 20  # linear warmup from 0; capped at a tenth of the run
@@ -107,8 +107,9 @@ def resolve(settings, params: dict[str, Any], *, token: str, class_noun: str) ->
         raise InputError(f"steps must be a whole number from 1 to 20000, not {steps!r}.")
     return TrainConfig(
         base_model=params.get("model") or settings.base_model, token=token, class_noun=class_noun, preset=name,
-        steps=steps, learning_rate=preset.learning_rate, rank=preset.rank, alpha=float(preset.alpha),
-        train_text_encoder=preset.train_text_encoder, class_images=settings.class_images,
+        steps=steps, learning_rate=preset.learning_rate * settings.learning_rate_scale,
+        rank=preset.rank, alpha=float(preset.alpha), train_text_encoder=preset.train_text_encoder,
+        batch_size=settings.batch_size, class_images=settings.class_images,
         prior_loss_weight=settings.prior_loss_weight, resolution=settings.resolution,
         sample_steps=settings.sample_steps, guidance_scale=settings.guidance_scale,
         checkpoint_every=min(settings.checkpoint_every, steps), keep_checkpoints=settings.keep_checkpoints,

@@ -292,8 +292,9 @@ def _optimizer(params: list, cfg: TrainConfig, runtime: Runtime):
 
 def _metadata(cfg: TrainConfig, prediction_type: str) -> dict:
     return {"base_model": cfg.base_model, "token": cfg.token, "class_noun": cfg.class_noun,
-            "instance_prompt": cfg.instance_prompt, "preset": cfg.preset, "steps": cfg.steps, "rank": cfg.rank,
-            "alpha": cfg.alpha, "train_text_encoder": cfg.train_text_encoder, "resolution": cfg.resolution,
+            "instance_prompt": cfg.instance_prompt, "preset": cfg.preset, "steps": cfg.steps,
+            "learning_rate": cfg.learning_rate, "rank": cfg.rank, "alpha": cfg.alpha,
+            "train_text_encoder": cfg.train_text_encoder, "resolution": cfg.resolution,
             "prediction_type": prediction_type, "format": "dreambot-lora/1"}
 
 

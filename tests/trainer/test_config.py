@@ -21,6 +21,25 @@ def test_resolve_takes_the_preset():
     assert cfg.instance_prompt == "a photo of ohwx person" and cfg.class_prompt == "a photo of a person"
 
 
+def test_learning_rate_scale_multiplies_every_preset():
+    """A base model of another size takes the presets' learning rates times the scale; nothing else changes."""
+    import dataclasses
+
+    scaled = dataclasses.replace(SETTINGS, learning_rate_scale=30.0)
+    for name in ("quick", "faces"):
+        plain, cfg = (resolve(s, {"preset": name}, token="sks", class_noun="dog") for s in (SETTINGS, scaled))
+        assert cfg.learning_rate == pytest.approx(30 * plain.learning_rate)
+        assert dataclasses.replace(cfg, learning_rate=plain.learning_rate) == plain
+
+
+def test_batch_size_comes_from_the_settings():
+    """The trainer's batch setting reaches the run; the default is one photo (and one class image) per step."""
+    import dataclasses
+
+    assert resolve(SETTINGS, {}, token="sks", class_noun="dog").batch_size == 1
+    assert resolve(dataclasses.replace(SETTINGS, batch_size=8), {}, token="sks", class_noun="dog").batch_size == 8
+
+
 def test_resolve_applies_overrides():
     """steps and model from the job override the preset and the settings; no preset means the default."""
     cfg = resolve(SETTINGS, {"steps": 10, "model": "/models/x"}, token="sks", class_noun="dog")
