@@ -50,6 +50,47 @@ def test_caption_dropout(u, want):
     assert pretrain.caption_for(scene, np.array(u), pretrain.PretrainConfig()) == want
 
 
+@pytest.fixture(scope="module")
+def clip_tokenizer(tmp_path_factory):
+    from trainer.tiny_model import write_clip_tokenizer
+
+    return write_clip_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def test_filler_words_leave_out_the_world_and_include_every_identifier(clip_tokenizer):
+    """Filler words stand in for the rest of the language: never a caption word, always the identifiers."""
+    from storage.subjects import RARE_TOKENS
+
+    fillers = set(pretrain.filler_ids(clip_tokenizer).tolist())
+    world = {w for i in range(100) for w in scenes.caption(scenes.world_scene(0, i)).split()}
+    assert not fillers & set(clip_tokenizer.convert_tokens_to_ids([w + "</w>" for w in world]))
+    assert set(clip_tokenizer.convert_tokens_to_ids([t + "</w>" for t in RARE_TOKENS])) <= fillers
+    assert len(fillers) > 10_000
+
+
+def test_a_filler_word_takes_the_objects_article(clip_tokenizer):
+    """'a photo of a red circle' becomes 'a photo of sks red circle', the identifier's place in a prompt."""
+    def ids(text):
+        return clip_tokenizer(text, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+
+    sks = clip_tokenizer.convert_tokens_to_ids("sks</w>")
+    got = pretrain.with_filler(ids("a photo of a red circle"), sks, clip_tokenizer.convert_tokens_to_ids("a</w>"))
+    assert torch.equal(got, ids("a photo of sks red circle"))
+
+
+def test_identity_loss_rewards_outputs_that_keep_their_word():
+    """Outputs equal to their words' embeddings are told back (loss near 0); outputs that all look alike are not."""
+    gen = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(50, 8, generator=gen)
+    ids = torch.tensor([[0, 5, 7, 9, 1, 1]])  # start, three words, end, padding (the end token)
+    probe = torch.nn.Identity()
+    kept, told = pretrain.identity_loss(embeddings[ids], ids, embeddings, probe, specials=(0, 1), scale=50.0)
+    assert float(told) == 1.0 and float(kept) < 0.01
+    same = embeddings[3].expand(1, 6, 8)
+    lost, told = pretrain.identity_loss(same, ids, embeddings, probe, specials=(0, 1), scale=50.0)
+    assert float(told) <= 1 / 3 and float(lost) > 1.0
+
+
 def test_to_unit_range():
     assert pretrain.to_unit_range(torch.tensor([0, 255], dtype=torch.uint8)).tolist() == [-1.0, 1.0]
 
