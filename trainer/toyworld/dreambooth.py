@@ -28,15 +28,17 @@ SUBJECT_NAME = "bee ball"
 # The presets are tuned for SD 1.x; the toy model is 10x narrower, has 7 transformer blocks against
 # 16, and 8x8 latents: 64x fewer loss terms per image, so far noisier steps. With the presets as
 # they are it learns nothing in 800 steps. `[trainer] learning_rate_scale` and `batch_size` are the
-# settings for a base model of another size; the toy world sets them as measured (subject fidelity,
-# balanced preset; x1 learned nothing, with or without prior preservation):
-#   batch 1, with prior: x30 0.06 (1600 steps 0.31)
-#   batch 1, without prior: x30 0.50; on the model before the identity loss x10 0.06, x30 0.50,
-#            x100 0.06 (the samples fall apart)
-#   batch 4, x30, with prior: 800 steps 0.25, 1600 steps 0.75 (prompt fidelity 0.94, collapse 0.0)
-#   batch 8, x10 or x30: diverges (loss 0.05 -> 1.6 within 100 steps)
+# settings for a base model of another size; the toy world sets them as measured (subject fidelity /
+# prompt fidelity / class collapse, balanced preset, 800 steps, 4 samples per prompt; x1 learned
+# nothing, with or without prior preservation):
+#   with prior:    batch 1 x30 0.06 / 1.00 / 0.00;  batch 4 x30 0.25 / 1.00 / 0.00;
+#                  batch 8 x30 0.75 / 0.94 / 0.00;  batch 8 x45 0.56 / 0.81 / 0.00;
+#                  batch 16 x30 0.69 / 0.94 / 0.00
+#   without prior: batch 1 x30 0.50 / 1.00 / 0.25;  batch 8 x30 0.75 / 1.00 / 0.88
+#   (the model before the identity loss, batch 1, without prior: x10 0.06, x30 0.50, x100 0.06,
+#   the samples falling apart)
 LEARNING_RATE_SCALE = 30.0
-BATCH_SIZE = 4
+BATCH_SIZE = 8  # the 4 photos and their mirror images, drawn with replacement
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,8 @@ class RunSpec:
 
 
 def toy_config(base, spec: RunSpec, data_dir: Path):
-    """The repository's config with the toy model, 64 px, CPU fp32, its learning-rate scale and batch, a fresh data
-    folder, and the prior switch."""
+    """The repository's config with the toy model, 64 px, CPU fp32, its learning-rate scale and batch, a
+    fresh data folder, and the prior switch."""
     trainer = dataclasses.replace(
         base.trainer, base_model=str(spec.model), resolution=64, device="cpu", mixed_precision="no",
         learning_rate_scale=LEARNING_RATE_SCALE, batch_size=BATCH_SIZE,

@@ -15,9 +15,10 @@ SEEDS = 6  # samples per prompt: 4 backgrounds x 6 subject samples, 12 class sam
 
 pytestmark = pytest.mark.slow
 
-# Known failure (issue 5 stays open): the subject is not learned yet. At 400 steps fidelity is 0.00 with
-# prior preservation (0.17 without); the full 800 steps reach 0.25 (bench.quality). Collapse without prior
-# preservation is 0.83 here against 0.00 with it. strict: the day it passes, CI says to drop the marker.
+# Known failure (issue 5 stays open): the subject is not learned well enough yet. Measured at 400 steps:
+# fidelity 0.25 with prior preservation (0.21 without); the full 800 steps reach 0.69 (bench.quality).
+# Collapse without prior preservation is 0.83 here against 0.00 with it. strict: the day it passes, CI says
+# to drop the marker.
 NOT_LEARNED_YET = pytest.mark.xfail(strict=True, reason="the toy subject is not learned yet (issue 5)")
 
 
