@@ -23,8 +23,8 @@ The result is saved in the diffusers layout with fp16 weights and the tokenizer'
 merges.txt (not the 3.5 MB tokenizer.json, which the tokenizer rebuilds from them): about 7 MB.
 The defaults (1,000 VAE steps of 16 images, 6,000 UNet steps of 32) take about 95 minutes on one
 busy CPU core (measured: 1.0 s per VAE step; 0.53 s per UNet step before the identity loss, 0.79 s
-with it; one thread, sharing two cores with other work), less on two idle ones. `--init` continues from an earlier result (with --vae-steps 0 its VAE
-is kept as is).
+with it; one thread, sharing two cores with other work), less on two idle ones. `--init` continues
+from an earlier result (with --vae-steps 0 its VAE is kept as is).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class PretrainConfig:
     p_empty: float = 0.1  # caption replaced by "" (classifier-free guidance's unconditional branch)
     p_no_colour: float = 0.25  # caption leaves out the object's colour
     p_no_background: float = 0.25  # caption leaves out the background
-    p_filler: float = 0.3  # caption names the object with a random word before it ("a photo of zorb circle")
+    p_filler: float = 0.3  # caption names the object with a random word before it ("a photo of nlwx circle")
     identity_weight: float = 0.05  # weight of the text encoder's token-identity loss (see identity_loss)
 
 
@@ -132,9 +132,9 @@ def filler_ids(tokenizer) -> torch.Tensor:
 
 def with_filler(ids: torch.Tensor, filler: int, article: int) -> torch.Tensor:
     """'a photo of a red circle ...' -> 'a photo of <filler> red circle ...': the object's article replaced."""
+    assert ids[4] == article, "captions start 'a photo of a'"
     out = ids.clone()
     out[4] = filler  # <start> a photo of [a] ...: every non-empty caption starts so
-    assert ids[4] == article, "captions start 'a photo of a'"
     return out
 
 
