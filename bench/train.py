@@ -10,8 +10,9 @@ Both run in the same process on the same model, each timed over a window of step
 warm-up ones, and the ratio is printed; the plain loop is also timed without its per-step loss
 read, to show what that sync alone costs. With --compile (always with --full) our loop is timed
 again with compile_unet (torch.compile; its compiling steps are left out). With --full it also
-measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's achieved TFLOP/s (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of
-the card's dense bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
+measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's achieved TFLOP/s
+(1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of the card's dense
+bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ SUBJECT_NAME = "bee ball"
 # 16, and 8x8 latents: 64x fewer loss terms per image, so far noisier steps. With the presets as
 # they are it learns nothing in 800 steps. `[trainer] learning_rate_scale` and `batch_size` are the
 # settings for a base model of another size; the toy world sets them as measured (subject fidelity /
-# prompt fidelity / class collapse, balanced preset, 800 steps, 4 samples per prompt; x1 learned
-# nothing, with or without prior preservation):
+# prompt fidelity / class collapse, balanced preset, 800 steps, 4 samples per prompt; x1, batch 1,
+# learned nothing on the model before this one, with or without prior preservation):
 #   with prior:    batch 1 x30 0.06 / 1.00 / 0.00;  batch 4 x30 0.25 / 1.00 / 0.00;
 #                  batch 8 x30 0.75 / 0.94 / 0.00;  batch 8 x45 0.56 / 0.81 / 0.00;
 #                  batch 16 x30 0.69 / 0.94 / 0.00

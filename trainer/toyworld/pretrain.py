@@ -121,9 +121,8 @@ def filler_ids(tokenizer) -> torch.Tensor:
     a subject. The toy world's captions use a few dozen words, so the rest of the vocabulary is
     never seen; these words stand in for the rest of the language.
     """
-    world_words = {w for s in (scenes.world_scene(0, i) for i in range(200)) for w in scenes.caption(s).split()}
-    world_words |= set(scenes.COLOURS) | set(scenes.SHAPES) | {scenes.TWO_TONE_WORD, "and", "photo", "of", "on",
-                                                                "a", "background"}
+    world_words = {*scenes.COLOURS, *scenes.SHAPES, scenes.TWO_TONE_WORD, "a", "photo", "of", "and", "on",
+                   "background"}  # every word scenes.caption writes
     ids = [i for t, i in tokenizer.get_vocab().items()
            if t.endswith("</w>") and 2 <= len(t) - 4 <= 8 and t[:-4].isascii() and t[:-4].isalpha()
            and t[:-4].islower() and t[:-4] not in world_words]
