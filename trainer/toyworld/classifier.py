@@ -6,7 +6,9 @@ pixel erosion away from its anti-aliased edge), and its shape comes from its geo
     square    fills nearly all of its bounding box (pi/4 = 0.79 for a circle, 1/2 for a triangle);
     triangle  is much wider in the bottom quarter of its box than in the top quarter;
     circle    otherwise.
-The subject's pattern is present when yellow and black each cover a good share of the object.
+The subject's pattern is present when yellow and black each cover a good share of the object and
+the yellow lies above the black (its pixels' mean row is higher by a share of the object's height):
+blobs of both colours in any arrangement are not the subject.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ MIN_OBJECT_FRACTION = 0.02  # smaller regions are noise, not an object
 SQUARE_FILL = 0.88
 TRIANGLE_TAPER = 1.8
 BAND_SHARE = 0.15  # each subject colour must cover this share of the object's interior
+BAND_ORDER_MARGIN = 0.1  # the first band's mean row lies at least this share of the object's height above the next
 
 _NAMES = tuple(PALETTE)
 _COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.float32)
@@ -34,12 +37,15 @@ class Reading:
     shape: str | None  # None: no object found
     colour: str | None
     shares: dict[str, float]  # palette colour -> share of the object's interior
+    rows: dict[str, float]  # palette colour -> mean row of its interior pixels, 0 at the object's top, 1 at its bottom
     fill: float  # object area / bounding-box area
     taper: float  # bottom-quarter width / top-quarter width
 
     @property
     def subject_pattern(self) -> bool:
-        return all(self.shares.get(c, 0.0) >= BAND_SHARE for c in SUBJECT_BANDS)
+        if not all(self.shares.get(c, 0.0) >= BAND_SHARE for c in SUBJECT_BANDS):
+            return False
+        return all(self.rows[a] + BAND_ORDER_MARGIN <= self.rows[b] for a, b in zip(SUBJECT_BANDS, SUBJECT_BANDS[1:]))
 
 
 def nearest_colour(rgb: np.ndarray) -> np.ndarray:
@@ -90,7 +96,7 @@ def read(image: np.ndarray) -> Reading:
     background = _NAMES[int(nearest_colour(bg_rgb))]
     mask = object_mask(image, bg_rgb)
     if mask.sum() < MIN_OBJECT_FRACTION * mask.size:
-        return Reading(background, None, None, {}, 0.0, 0.0)
+        return Reading(background, None, None, {}, {}, 0.0, 0.0)
     inner = ndimage.binary_erosion(mask)
     if inner.sum() < 4:
         inner = mask
@@ -99,4 +105,13 @@ def read(image: np.ndarray) -> Reading:
     shares = {n: float(c) for n, c in zip(_NAMES, counts, strict=True) if c > 0}
     colour = _NAMES[int(counts.argmax())]
     fill, taper = shape_features(mask)
-    return Reading(background, classify_shape(fill, taper), colour, shares, fill, taper)
+    return Reading(background, classify_shape(fill, taper), colour, shares, colour_rows(mask, inner, idx),
+                   fill, taper)
+
+
+def colour_rows(mask: np.ndarray, inner: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+    """Mean row of each palette colour's interior pixels (idx, in `inner`'s order), relative to the object's extent."""
+    rows = np.nonzero(mask)[0]
+    top, height = rows.min(), max(int(rows.max() - rows.min()), 1)
+    y = (np.nonzero(inner)[0] - top) / height
+    return {_NAMES[k]: float(y[idx == k].mean()) for k in np.unique(idx)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,12 @@ def test_subject_photo_files_read_back_as_the_subject(tmp_path):
 
     for path in subject.write_photos(tmp_path):
         assert classifier.read(scenes.to_array(load_image(path, 64))).subject_pattern
+
+
+def test_black_over_yellow_or_scattered_blobs_are_not_the_subject():
+    """The subject is yellow over black: the same colours the other way up, or side by side, do not count."""
+    upside_down = dataclasses.replace(scenes.subject_scene(5, 0, "blue"), bands=("black", "yellow"), colour="black")
+    assert not classifier.read(scenes.to_array(scenes.render(upside_down))).subject_pattern
+    side_by_side = np.rot90(scenes.to_array(scenes.render(scenes.subject_scene(5, 1, "red"))))
+    reading = classifier.read(np.ascontiguousarray(side_by_side))
+    assert reading.shares["yellow"] > 0.3 and reading.shares["black"] > 0.3 and not reading.subject_pattern

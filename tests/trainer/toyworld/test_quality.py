@@ -10,7 +10,8 @@ from trainer.toyworld.classifier import Reading
 
 def reading(background: str, banded: bool) -> Reading:
     shares = {"yellow": 0.6, "black": 0.4} if banded else {"red": 1.0}
-    return Reading(background, "circle", "yellow" if banded else "red", shares, 0.78, 1.0)
+    rows = {"yellow": 0.3, "black": 0.7} if banded else {"red": 0.5}
+    return Reading(background, "circle", "yellow" if banded else "red", shares, rows, 0.78, 1.0)
 
 
 def test_subject_fidelity_counts_banded_samples():
