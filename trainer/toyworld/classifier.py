@@ -13,6 +13,7 @@ blobs of both colours in any arrangement are not the subject.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ class Reading:
     def subject_pattern(self) -> bool:
         if not all(self.shares.get(c, 0.0) >= BAND_SHARE for c in SUBJECT_BANDS):
             return False
-        return all(self.rows[a] + BAND_ORDER_MARGIN <= self.rows[b] for a, b in zip(SUBJECT_BANDS, SUBJECT_BANDS[1:]))
+        return all(self.rows[a] + BAND_ORDER_MARGIN <= self.rows[b] for a, b in itertools.pairwise(SUBJECT_BANDS))
 
 
 def nearest_colour(rgb: np.ndarray) -> np.ndarray:
