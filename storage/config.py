@@ -102,6 +102,7 @@ class TrainerSettings:
     compile_unet: bool = setting(False)
     learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0)
     batch_size: int = setting(1, lo=1, hi=64)
+    noise_offset: float = setting(0.0, lo=0.0, hi=1.0)
     presets: dict[str, Preset] = field(default_factory=lambda: {"balanced": Preset()})
 
 

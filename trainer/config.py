@@ -109,7 +109,7 @@ def resolve(settings, params: dict[str, Any], *, token: str, class_noun: str) ->
         base_model=params.get("model") or settings.base_model, token=token, class_noun=class_noun, preset=name,
         steps=steps, learning_rate=preset.learning_rate * settings.learning_rate_scale,
         rank=preset.rank, alpha=float(preset.alpha), train_text_encoder=preset.train_text_encoder,
-        batch_size=settings.batch_size, class_images=settings.class_images,
+        batch_size=settings.batch_size, noise_offset=settings.noise_offset, class_images=settings.class_images,
         prior_loss_weight=settings.prior_loss_weight, resolution=settings.resolution,
         sample_steps=settings.sample_steps, guidance_scale=settings.guidance_scale,
         checkpoint_every=min(settings.checkpoint_every, steps), keep_checkpoints=settings.keep_checkpoints,

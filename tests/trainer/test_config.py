@@ -40,6 +40,15 @@ def test_batch_size_comes_from_the_settings():
     assert resolve(dataclasses.replace(SETTINGS, batch_size=8), {}, token="sks", class_noun="dog").batch_size == 8
 
 
+def test_noise_offset_comes_from_the_settings():
+    """Offset noise is off by default and reaches the run when the settings turn it on."""
+    import dataclasses
+
+    assert resolve(SETTINGS, {}, token="sks", class_noun="dog").noise_offset == 0.0
+    assert resolve(dataclasses.replace(SETTINGS, noise_offset=0.05), {}, token="sks",
+                   class_noun="dog").noise_offset == 0.05
+
+
 def test_resolve_applies_overrides():
     """steps and model from the job override the preset and the settings; no preset means the default."""
     cfg = resolve(SETTINGS, {"steps": 10, "model": "/models/x"}, token="sks", class_noun="dog")
