@@ -1,8 +1,8 @@
 """Toy-world DreamBooth quality: subject fidelity, prompt fidelity and class collapse, with and without prior preservation.
 
 Each run goes through `dreambot train` with the repository's config (default preset, with the toy
-model's learning-rate scale and batch: trainer/toyworld/dreambooth.py) on the pretrained toy model
-in trainer/toyworld/model, then samples are read by the code-only classifier
+model's learning-rate scale, batch and offset noise: trainer/toyworld/dreambooth.py) on the
+pretrained toy model in trainer/toyworld/model, then samples are read by the code-only classifier
 (trainer/toyworld/classifier.py).
 
     python -m bench.quality [--steps N] [--checkpoint-every N] [--seeds-per-prompt 8] [--out bench/out/quality.json]
