@@ -177,14 +177,14 @@ def train_vae(vae, images: torch.Tensor, cfg: PretrainConfig, device: str, *, de
     from trainer.losses import lr_at
 
     steps, lr = (cfg.decoder_steps, cfg.decoder_lr) if decoder_only else (cfg.vae_steps, cfg.vae_lr)
-    vae.to(device).train().requires_grad_(not decoder_only)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()] if decoder_only \
-        else list(vae.parameters())
-    for p in params:
-        p.requires_grad_(True)
+    trained = (vae.decoder, vae.post_quant_conv) if decoder_only else (vae,)
+    vae.to(device).train().requires_grad_(False)
+    for module in trained:
+        module.requires_grad_(True)
+    params = [p for module in trained for p in module.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = _Schedule(lr, steps, cfg.warmup_steps)
-    gen = torch.Generator().manual_seed(cfg.seed + (7 if decoder_only else 0))
+    gen = torch.Generator().manual_seed(cfg.seed + (7 if decoder_only else 0))  # the stages draw different batches
     started = time.perf_counter()
     for step in range(steps):
         for g in opt.param_groups:
@@ -295,11 +295,11 @@ def pretrain(out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, device: s
     images, world = render_world(cfg)
     log.info("rendered %d scenes in %.0f s", len(world), time.perf_counter() - started)
     if cfg.vae_steps or cfg.decoder_steps:  # 0 and 0 keep the VAE of `init` (a model pretrained before)
-        codec = render_codec_set(cfg) if cfg.n_codec_scenes else images[:0]
+        codec_set = torch.cat([images, render_codec_set(cfg)]) if cfg.n_codec_scenes else images
         if cfg.vae_steps:
-            train_vae(pipe.vae, torch.cat([images, codec]), cfg, device)
+            train_vae(pipe.vae, codec_set, cfg, device)
         if cfg.decoder_steps:
-            train_vae(pipe.vae, torch.cat([images, codec]), cfg, device, decoder_only=True)
+            train_vae(pipe.vae, codec_set, cfg, device, decoder_only=True)
     means, stds = encode_world(pipe.vae, images, device)
     if cfg.vae_steps or init is None:  # a new encoder: latents of unit variance; a kept one keeps its scale
         pipe.vae.register_to_config(scaling_factor=latent_scale(means))
