@@ -43,6 +43,8 @@ class PhotoLimits:
     warn_side: int = setting(512, lo=64)
     blur_threshold: float = setting(60.0, lo=0.0)
     duplicate_distance: int = setting(6, lo=0, hi=64)
+    max_side: int = setting(2048, lo=256, hi=8192)  # kept photos are downscaled to this longest side
+    user_quota_mb: int = setting(200, lo=1)  # most stored photo megabytes per user
 
 
 @dataclass(frozen=True)

@@ -65,13 +65,24 @@ def mean_difference(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a.convert("RGB"), np.int16) - np.asarray(b.convert("RGB"), np.int16)).mean())
 
 
-def png_chunks(data: bytes) -> list[bytes]:
-    """The chunk types of a PNG file, in order."""
-    pos, kinds = 8, []
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kinds.append(data[pos + 4:pos + 8])
-        pos += 12 + length
+# JPEG markers that carry only what decoding needs: the JFIF header, tables, frame, scan, restarts
+JPEG_PLAIN_MARKERS = {0xD8, 0xE0, 0xDB, 0xC4, 0xC0, 0xC1, 0xC2, 0xDA, 0xDD, 0xD9}
+_IN_SCAN = (0x00, *range(0xD0, 0xD8))  # after 0xFF inside scan data: a stuffed byte or a restart marker
+
+
+def jpeg_markers(data: bytes) -> list[int]:
+    """The marker codes of a JPEG file in order (0xD8 SOI ... 0xD9 EOI), skipping entropy-coded data."""
+    pos, kinds = 2, [0xD8]
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        kind, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], "big")
+        kinds.append(kind)
+        pos += 2 + length
+        if kind == 0xDA:  # scan data runs to the next marker that is not a stuffed 0xFF00 or a restart
+            while pos + 1 < len(data) and not (data[pos] == 0xFF and data[pos + 1] not in _IN_SCAN):
+                pos += 1
+            if data[pos:pos + 2] == b"\xff\xd9":
+                kinds.append(0xD9)
+                break
     return kinds
 
 
@@ -111,10 +122,18 @@ def with_metadata(fmt: str) -> bytes:
     return encode(image, fmt, xmp=SECRET_XMP, **common)
 
 
-def oriented_jpeg(orientation: int = 6) -> tuple[bytes, Image.Image]:
-    """A JPEG stored turned a quarter left with EXIF orientation 6, and the upright photo it shows."""
-    upright = real_photo()
-    stored = upright.transpose(Image.Transpose.ROTATE_90)
+# how the pixels of each EXIF orientation are stored: the inverse of what shows them upright
+_STORED_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def oriented_jpeg(orientation: int = 6, image: Image.Image | None = None) -> tuple[bytes, Image.Image]:
+    """A JPEG stored as a camera with EXIF `orientation` would (6: a quarter left), and the upright photo."""
+    upright = image or real_photo()
+    stored = upright.transpose(_STORED_AS[orientation]) if orientation in _STORED_AS else upright
     exif = phone_exif()
     exif[0x0112] = orientation
     return jpeg(stored, exif=exif), upright

@@ -64,7 +64,7 @@ def test_heic_pixels_survive_decoding():
     """A HEIC photo decodes to the photo it encodes."""
     original = pf.real_photo()
     photo = inspect(pf.encode(original, "HEIF", quality=95))
-    assert pf.mean_difference(pf.decode(photo.png), original) < 6
+    assert pf.mean_difference(pf.decode(photo.data), original) < 6
 
 
 # --- broken and hostile files ------------------------------------------------------------------
@@ -160,20 +160,23 @@ def test_declared_name_is_shown_safely():
 
 @pytest.mark.parametrize("mode", ["CMYK", "P+transparency", "I;16", "RGBA", "LA", "L", "1"])
 def test_every_mode_becomes_8_bit_rgb(mode):
-    """CMYK, palette, 16-bit, grey, 1-bit and transparent photos become plain 8-bit RGB PNGs."""
-    cleaned = pf.decode(inspect(pf.odd_mode(mode)).png)
-    assert (cleaned.format, cleaned.mode) == ("PNG", "RGB")
+    """CMYK, palette, 16-bit, grey, 1-bit and transparent photos become plain 8-bit RGB (JPEG, or lossless
+    WebP for the few-colour ones)."""
+    kept = inspect(pf.odd_mode(mode))
+    cleaned = pf.decode(kept.data)
+    assert cleaned.mode == "RGB"
+    assert (cleaned.format, kept.suffix) in (("JPEG", ".jpg"), ("WEBP", ".webp"))
 
 
 def test_cmyk_keeps_its_colours():
     """A CMYK JPEG of a photo comes out close to the RGB photo."""
-    cleaned = pf.decode(inspect(pf.odd_mode("CMYK")).png)
+    cleaned = pf.decode(inspect(pf.odd_mode("CMYK")).data)
     assert pf.mean_difference(cleaned, pf.real_photo()) < 8
 
 
 def test_16_bit_grey_is_scaled_not_clipped():
     """16-bit grey levels map onto 0..255 (Pillow's convert would clip nearly all to white)."""
-    cleaned = pf.decode(inspect(pf.odd_mode("I;16")).png)
+    cleaned = pf.decode(inspect(pf.odd_mode("I;16")).data)
     assert pf.mean_difference(cleaned, pf.real_photo().convert("L")) < 2
 
 
@@ -183,7 +186,7 @@ def test_transparency_is_composited_onto_white(mode):
     photo = pf.real_photo().convert("RGBA")
     photo.putalpha(0)
     data = pf.png(photo) if mode == "RGBA" else pf.png(Image.new("P", (400, 300), 0), transparency=0)
-    assert pf.decode(inspect(data).png).getextrema() == ((255, 255),) * 3
+    assert pf.decode(inspect(data).data).getextrema() == ((255, 255),) * 3
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
@@ -191,7 +194,7 @@ def test_animated_file_uses_first_frame(fmt):
     """An animated PNG or WebP is cut to its first frame, with a warning saying so."""
     data, first = pf.animated(fmt)
     photo = inspect(data)
-    assert pf.mean_difference(pf.decode(photo.png), first) < 1
+    assert pf.mean_difference(pf.decode(photo.data), first) < 4  # re-encoded; the other frames: 80+
     assert any("first one" in f for f in photo.findings)
 
 
@@ -200,34 +203,107 @@ def test_exif_orientation_is_applied():
     data, upright = pf.oriented_jpeg(6)
     photo = inspect(data)
     assert (photo.width, photo.height) == upright.size
-    assert pf.mean_difference(pf.decode(photo.png), upright) < 4
+    assert pf.mean_difference(pf.decode(photo.data), upright) < 4
+
+
+def assert_plain_jpeg(data: bytes) -> None:
+    """`data` is a JPEG holding pixels only: no EXIF, XMP, ICC, comment or other application segment."""
+    assert set(pf.jpeg_markers(data)) <= pf.JPEG_PLAIN_MARKERS
+    cleaned = pf.decode(data)
+    assert cleaned.format == "JPEG"
+    assert set(cleaned.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density"}
+    assert not cleaned.getexif()
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
 def test_all_metadata_is_removed(fmt):
-    """EXIF with GPS, XMP, ICC, text chunks and comments are gone: the PNG holds pixels only."""
+    """EXIF with GPS, XMP, ICC, text chunks and comments are gone: the JPEG holds pixels only."""
     data = pf.with_metadata(fmt)
     assert pf.SECRET_XMP[:20] in data or fmt == "HEIF"  # the input really carries it
-    out = inspect(data).png
-    assert set(pf.png_chunks(out)) == {b"IHDR", b"IDAT", b"IEND"}
-    cleaned = pf.decode(out)
-    assert cleaned.info == {} and not cleaned.getexif()
+    out = inspect(data).data
+    assert_plain_jpeg(out)
     assert not any(marker in out for marker in (b"dreambot-secret", b"xmpmeta", b"Exif\x00", b"Sample Phone"))
 
 
 def test_unusable_icc_profile_is_ignored():
     """A garbage ICC profile does not refuse the photo; it is simply dropped."""
-    photo = inspect(pf.jpeg(icc_profile=b"not a colour profile" * 10))
-    assert set(pf.png_chunks(photo.png)) == {b"IHDR", b"IDAT", b"IEND"}
+    assert_plain_jpeg(inspect(pf.jpeg(icc_profile=b"not a colour profile" * 10)).data)
 
 
 def test_store_photo_is_content_addressed(tmp_path):
-    """The cleaned PNG is stored under its hash, never its name, and storing it twice is a no-op."""
+    """The cleaned JPEG is stored under its hash, never its name, and storing it twice is a no-op."""
     photo = inspect(pf.jpeg(), "my-secret-name.jpg")
     digest, rel = store_photo(tmp_path, photo)
-    assert rel == f"blobs/{digest[:2]}/{digest}.png"
-    assert (tmp_path / rel).read_bytes() == photo.png
+    assert rel == f"blobs/{digest[:2]}/{digest}.jpg"
+    assert (tmp_path / rel).read_bytes() == photo.data
     assert store_photo(tmp_path, photo) == (digest, rel)
+
+
+def test_size_bytes_is_the_stored_size(tmp_path):
+    """size_bytes, what a storage quota counts, is the size of the file store_photo writes."""
+    photo = inspect(pf.jpeg())
+    _, rel = store_photo(tmp_path, photo)
+    assert photo.size_bytes == (tmp_path / rel).stat().st_size > 0
+
+
+# --- downscaling -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "HEIF"])
+def test_large_photo_is_kept_downscaled_to_max_side(fmt):
+    """A photo longer than max_side is kept with its longest side at max_side, as a plain JPEG."""
+    photo = inspect(pf.with_metadata(fmt), limits=replace(LIMITS, max_side=320))
+    assert (photo.width, photo.height, photo.original_size) == (320, 214, (640, 427))
+    assert pf.decode(photo.data).size == (320, 214)
+    assert_plain_jpeg(photo.data)
+    assert pf.mean_difference(pf.decode(photo.data), pf.real_photo().resize((320, 214))) < 4
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale(monkeypatch):
+    """A JPEG at least twice max_side is decoded by libjpeg at 1/2 scale, then resized to max_side exactly."""
+    loaded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loaded.append(self.size) or real_load(self))
+    photo = inspect(pf.jpeg(), limits=replace(LIMITS, max_side=300))
+    assert loaded[0] == (320, 214) and (photo.width, photo.height) == (300, 200)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_survives_reduced_scale_decoding(orientation):
+    """A turned or mirrored JPEG decoded at reduced scale comes out upright and exactly max_side long."""
+    data, upright = pf.oriented_jpeg(orientation)
+    photo = inspect(data, limits=replace(LIMITS, max_side=300))
+    assert (photo.width, photo.height, photo.original_size) == (300, 200, (640, 427))
+    assert pf.mean_difference(pf.decode(photo.data), upright.resize((300, 200))) < 8  # wrong ways: 75+
+
+
+@pytest.mark.parametrize("max_side", [640, 2048])
+def test_small_photo_is_not_enlarged(max_side):
+    """A photo whose longest side is within max_side keeps its size."""
+    photo = inspect(pf.jpeg(), limits=replace(LIMITS, max_side=max_side))
+    assert (photo.width, photo.height) == (640, 427)
+
+
+def test_min_side_is_judged_on_the_original_size():
+    """A photo accepted at its own size is accepted even when its kept copy is shorter than min_side."""
+    photo = inspect(pf.jpeg(), limits=replace(LIMITS, max_side=300, min_side=400))
+    assert min(photo.width, photo.height) == 200
+
+
+def test_min_side_refusal_names_the_original_size():
+    """A photo under min_side is refused with its own size, whatever max_side is."""
+    assert "640x427 pixels" in refusal(pf.jpeg(), limits=replace(LIMITS, max_side=300, min_side=500))
+
+
+def test_low_resolution_warning_is_judged_on_the_original_size():
+    """A 512 px photo kept at 256 px is not warned about; the warning names the upload's own size."""
+    limits = replace(LIMITS, max_side=256)
+    assert not inspect(pf.jpeg(pf.real_photo("astronaut")), limits=limits).findings
+    assert "low resolution (640x427)" in inspect(pf.jpeg(), limits=limits).findings[0]
+
+
+def test_cut_jpeg_is_refused_when_decoded_at_reduced_scale():
+    """Truncation is still caught when libjpeg decodes at 1/2 scale."""
+    refusal(pf.jpeg()[:-200], limits=replace(LIMITS, max_side=300))
 
 
 # --- warnings ----------------------------------------------------------------------------------
@@ -293,7 +369,7 @@ def test_sample_photos_are_accepted_and_cleaned(tmp_path):
     assert raw.getexif().get_ifd(ExifTags.IFD.GPSInfo) and raw.size == (400, 600)
     cleaned = {p.stem: inspect(p.read_bytes(), p.name) for p in paths}
     assert (cleaned["coffee"].width, cleaned["coffee"].height) == (600, 400)
-    assert not pf.decode(cleaned["coffee"].png).getexif()
+    assert not pf.decode(cleaned["coffee"].data).getexif()
 
 
 def run_cli(argv: list[str], cfg) -> int:
@@ -355,3 +431,19 @@ def test_sample_photos_command_reports_unwritable_folder(tmp_path, cfg, capsys):
 def test_intake_leaves_truncated_loading_off():
     """Importing photo intake never turns on Pillow's global LOAD_TRUNCATED_IMAGES."""
     assert photos.ACCEPTED and ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_few_colour_images_are_kept_lossless_and_photos_as_jpeg():
+    """A drawing of flat colours is kept as lossless WebP, pixel for pixel; a photograph as JPEG; neither
+    carries metadata."""
+    from PIL import Image
+
+    flat = Image.new("RGB", (640, 640), (30, 120, 200))
+    flat.paste((250, 220, 10), (200, 200, 440, 440))
+    kept = inspect(pf.encode(flat, "PNG"))
+    back = pf.decode(kept.data)
+    assert (back.format, kept.suffix) == ("WEBP", ".webp")
+    assert list(back.convert("RGB").getdata()) == list(flat.getdata())
+    assert not {"exif", "icc_profile", "xmp"} & set(back.info)
+    photo = inspect(pf.jpeg())
+    assert (pf.decode(photo.data).format, photo.suffix) == ("JPEG", ".jpg")
