@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import aiosqlite
 
@@ -11,26 +11,46 @@ from storage.errors import SubjectError
 from storage.subjects import Subject
 
 DIFFUSERS_NAME = "pytorch_lora_weights.safetensors"  # the trainer's file name inside an adapter folder
+CHECKPOINT_KOHYA = "kohya.safetensors"  # a checkpoint's kohya copy, beside its adapter/ (trainer/train.py)
 FORMATS = ("diffusers", "kohya")
 
 
 async def export_file(db: aiosqlite.Connection, subject: Subject, fmt: str, data_dir: Path) -> tuple[Path, str]:
     """(path on disk, file name to send) of the subject's LoRA in the format asked for."""
-    if subject.adapter_artifact_id is None or subject.state in ("revoked", "rejected"):
+    if subject.adapter_artifact_id is None or subject.state != "trained":
         raise SubjectError(f"{subject.name!r} has no trained adapter to export (it is "
                            f"{subject.state.replace('_', ' ')}).")
+    art = await artifacts.get(db, subject.adapter_artifact_id)
+    if art is None:
+        raise SubjectError(f"The adapter of {subject.name!r} is gone; train it again with /train.")
     if fmt == "kohya":
-        kohya = await artifacts.for_subject(db, subject.id, kind="adapter_kohya")
-        if not kohya:
-            raise SubjectError(f"There is no kohya copy of {subject.name!r}; export it as diffusers instead.")
-        art = kohya[-1]
+        path = await _kohya_copy(db, subject, art, data_dir)
     else:
-        art = await artifacts.get(db, subject.adapter_artifact_id)
-        if art is None:
-            raise SubjectError(f"The adapter of {subject.name!r} is gone; train it again with /train.")
-    path = find_weights(files.resolve(data_dir, art.path))
+        path = find_weights(files.resolve(data_dir, art.path))
     safe = "".join(c if c.isalnum() else "-" for c in subject.name)
     return path, f"{safe}-{fmt}-lora.safetensors"
+
+
+async def _kohya_copy(db: aiosqlite.Connection, subject: Subject, adapter: artifacts.Artifact,
+                      data_dir: Path) -> Path:
+    """The kohya file of exactly the adapter in use: its checkpoint's copy, or its own job's final one."""
+    missing = SubjectError(f"There is no kohya copy of the version of {subject.name!r} in use; "
+                           "export it as diffusers instead.")
+    if adapter.meta.get("from_checkpoint") is not None:
+        # storage.lifecycle records a kept checkpoint's adapter as <checkpoint folder>/adapter
+        rel = PurePosixPath(adapter.path)
+        if rel.name != "adapter":
+            raise missing
+        path = files.resolve(data_dir, (rel.parent / CHECKPOINT_KOHYA).as_posix())
+        if not path.is_file():  # a checkpoint written before checkpoints carried one
+            raise missing
+        return path
+    if adapter.job_id is None:
+        raise missing
+    kohya = await artifacts.for_job(db, adapter.job_id, kind="adapter_kohya")
+    if not kohya:
+        raise missing
+    return find_weights(files.resolve(data_dir, kohya[-1].path))
 
 
 def find_weights(path: Path) -> Path:

@@ -12,6 +12,7 @@ import io
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +38,33 @@ def check_prompt(tokenizer, prompt: str) -> int:
 
 @torch.no_grad()
 def render(pipe, prompts: list[str], *, seeds: list[int] | tuple[int, ...], steps: int, guidance: float,
-           resolution: int) -> list[Image.Image]:
-    """One image per (prompt, seed), prompt-major: row i of a grid with len(seeds) columns is prompt i."""
+           resolution: int, batch_size: int = RENDER_BATCH,
+           should_stop: Callable[[], bool] | None = None) -> list[Image.Image]:
+    """One image per (prompt, seed), prompt-major: row i of a grid with len(seeds) columns is prompt i.
+
+    `should_stop` is asked before each batch and after each denoising step; when it says so, the
+    sampler skips its remaining steps and InterruptedError is raised.
+    """
     jobs = [(p, s) for p in prompts for s in seeds]
     images: list[Image.Image] = []
     device = pipe.unet.device
-    for start in range(0, len(jobs), RENDER_BATCH):
-        batch = jobs[start:start + RENDER_BATCH]
+    step_end = None
+    if should_stop is not None:
+        def step_end(pipe, step, timestep, tensors):
+            if should_stop():
+                pipe._interrupt = True  # diffusers' pipelines skip the remaining steps when this is set
+            return tensors
+
+    for start in range(0, len(jobs), batch_size):
+        if should_stop is not None and should_stop():
+            raise InterruptedError(f"stopped after {len(images)} of {len(jobs)} images")
+        batch = jobs[start:start + batch_size]
         out = pipe(prompt=[p for p, _ in batch], num_inference_steps=steps, guidance_scale=guidance,
                    height=resolution, width=resolution,
-                   generator=[torch.Generator(device).manual_seed(s) for _, s in batch])
+                   generator=[torch.Generator(device).manual_seed(s) for _, s in batch],
+                   callback_on_step_end=step_end)
+        if step_end is not None and pipe.interrupt:  # the batch was cut short: its images are half-denoised
+            raise InterruptedError(f"stopped while making image {len(images) + 1} of {len(jobs)}")
         images.extend(out.images)
     return images
 
@@ -132,8 +150,14 @@ class ImageGenerator:
             self._loaded.clear()
 
     def generate(self, prompt: str, adapters: list[tuple[str, Path]], *, n: int = 4, seed: int | None = None,
-                 steps: int = 25, guidance: float = 7.5, resolution: int = 512) -> Generated:
-        """n images of `prompt` with the given adapters active; seed None picks a random one."""
+                 steps: int = 25, guidance: float = 7.5, resolution: int = 512,
+                 should_stop: Callable[[], bool] | None = None) -> Generated:
+        """n images of `prompt` with the given adapters active; seed None picks a random one.
+
+        Images are made one at a time, so each is exactly what its seed alone makes, and a cancel or
+        revoke (`should_stop()`, asked before each image and between sampler steps) raises
+        InterruptedError within one step instead of after all n.
+        """
         if not 1 <= n <= 16:
             raise InputError(f"Ask for 1 to 16 images, not {n}.")
         if not 1 <= steps <= 150:
@@ -142,5 +166,6 @@ class ImageGenerator:
         self.use(adapters)
         base = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base + i for i in range(n)]
-        images = render(self.pipe, [prompt], seeds=seeds, steps=steps, guidance=guidance, resolution=resolution)
+        images = render(self.pipe, [prompt], seeds=seeds, steps=steps, guidance=guidance, resolution=resolution,
+                        batch_size=1, should_stop=should_stop)
         return Generated(images, seeds, prompt)

@@ -159,6 +159,7 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
         "ss_base_model_version": "sd_v1", "ss_v2": str(metadata.get("prediction_type") == "v_prediction"),
         "ss_sd_model_name": str(metadata.get("base_model", "")),
         "ss_max_train_steps": str(metadata.get("steps", "")),
+        "ss_steps": str(metadata.get("steps_done", "")),  # steps done when saved: a checkpoint's own step
         "ss_resolution": str(metadata.get("resolution", "")),
         "ss_tag_frequency": json.dumps({"instance": {metadata.get("instance_prompt", ""): 1}}),
         META_KEY: json.dumps(metadata, sort_keys=True),

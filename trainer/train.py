@@ -8,7 +8,8 @@ save. It knows nothing of the queue: progress, checkpoints and cancellation go t
 Layout under `out_dir` (a job's folder):
     config.json                       the resolved TrainConfig
     checkpoints/step-000100/          trainable.safetensors, optimizer.pt, rng.pt, state.json,
-                                      adapter/pytorch_lora_weights.safetensors (loadable as is)
+                                      adapter/pytorch_lora_weights.safetensors (loadable as is),
+                                      kohya.safetensors (the same weights in kohya format)
     grids/step-000100.png             sample grid made at that checkpoint
 """
 
@@ -18,7 +19,6 @@ import dataclasses
 import gc
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storage.files import fsync_path
 from trainer import data, lora
+from trainer.atomic import atomic_dir, atomic_file
 from trainer.config import TrainConfig
 from trainer.errors import InputError, OutOfMemory
 from trainer.generate import render, save_grid
@@ -39,6 +39,7 @@ from trainer.models import Runtime
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step-"
+CHECKPOINT_KOHYA = "kohya.safetensors"  # the checkpoint's kohya copy, beside adapter/ (bot/exports.py reads it)
 LOG_EVERY_SECONDS = 5.0  # progress is reported this often (and at checkpoints); reading the loss syncs the GPU
 
 
@@ -247,11 +248,15 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
             result.step = done
 
         if not result.stopped:
+            # Each written whole under a temporary name, then renamed: a crash never leaves a half-written
+            # adapter that looks real.
             meta["steps_done"] = result.step
-            result.adapter_dir = export_dir
-            lora.save_adapter(pipe, export_dir, metadata=meta)
-            (export_dir / "config.json").write_text(cfg.to_json())
-            result.kohya_path = lora.save_kohya(pipe, kohya_path, rank=cfg.rank, alpha=cfg.alpha, metadata=meta)
+            with atomic_dir(export_dir) as tmp:
+                lora.save_adapter(pipe, tmp, metadata=meta)
+                (tmp / "config.json").write_text(cfg.to_json())
+            with atomic_file(kohya_path) as tmp:
+                lora.save_kohya(pipe, tmp, rank=cfg.rank, alpha=cfg.alpha, metadata=meta)
+            result.adapter_dir, result.kohya_path = export_dir, kohya_path
         grids = [c.grid for c in result.checkpoints if c.grid]
         result.grid = grids[-1] if grids else None
         result.seconds = time.perf_counter() - started
@@ -308,33 +313,30 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
 
 def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path, step: int, meta: dict, *,
                 grid: bool, lr: float, final: bool = False) -> Checkpoint:
-    root = out_dir / "checkpoints"
-    name = f"{CHECKPOINT_PREFIX}{step:06d}"
-    tmp, final_dir = root / f".tmp-{name}", root / name
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     from safetensors.torch import save_file
 
-    save_file(lora.trainable_state(pipe), str(tmp / "trainable.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}, tmp / "optimizer.pt")
-    rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save(rng, tmp / "rng.pt")
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = {"step": step, "lr": lr, "optimizer": type(optimizer).__name__, "config": json.loads(cfg.to_json()),
-             "python_random": [py_version, list(py_state), py_gauss],
-             "numpy_random": [np_name, np_keys.tolist(), np_pos, np_has_gauss, np_gauss]}
-    (tmp / "state.json").write_text(json.dumps(state))
-    lora.save_adapter(pipe, tmp / "adapter", metadata={**meta, "steps_done": step})
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            fsync_path(f)
-    if final_dir.exists():  # a stop right after a checkpoint at the same step: replace it
-        shutil.rmtree(final_dir)
-    os.replace(tmp, final_dir)
-    fsync_path(root)
+    root = out_dir / "checkpoints"
+    name = f"{CHECKPOINT_PREFIX}{step:06d}"
+    final_dir = root / name
+    saved_meta = {**meta, "steps_done": step}
+    # Written whole under a temporary name, then renamed, so checkpoint_dirs never sees a partial one; a stop
+    # right after a checkpoint at the same step replaces it.
+    with atomic_dir(final_dir) as tmp:
+        save_file(lora.trainable_state(pipe), str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}, tmp / "optimizer.pt")
+        rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        py_version, py_state, py_gauss = random.getstate()
+        np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+        state = {"step": step, "lr": lr, "optimizer": type(optimizer).__name__,
+                 "config": json.loads(cfg.to_json()), "python_random": [py_version, list(py_state), py_gauss],
+                 "numpy_random": [np_name, np_keys.tolist(), np_pos, np_has_gauss, np_gauss]}
+        (tmp / "state.json").write_text(json.dumps(state))
+        lora.save_adapter(pipe, tmp / "adapter", metadata=saved_meta)
+        # Its own kohya copy, so an owner who keeps this checkpoint exports this step in either format.
+        lora.save_kohya(pipe, tmp / CHECKPOINT_KOHYA, rank=cfg.rank, alpha=cfg.alpha, metadata=saved_meta)
 
     removed = tuple(checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints])
     for old in removed:

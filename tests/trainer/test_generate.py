@@ -1,4 +1,4 @@
-"""Generation: prompt limits, per-image seeds, the adapter cache."""
+"""Generation: prompt limits, per-image seeds, stopping between images and steps, the adapter cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from trainer import lora
 from trainer.errors import PromptTooLong
-from trainer.generate import ImageGenerator, check_prompt, png_bytes
+from trainer.generate import ImageGenerator, check_prompt, png_bytes, render
 
 
 def _adapter(pipe, folder, seed):
@@ -36,14 +36,60 @@ def test_prompt_of_exactly_75_tokens_is_accepted(pipe):
 
 
 def test_each_image_has_its_own_recorded_seed(pipe):
-    """n images get seeds seed..seed+n-1, and one seed alone remakes its image."""
+    """n images get seeds seed..seed+n-1, and one seed alone remakes its image exactly."""
     gen = ImageGenerator(pipe)
     two = gen.generate("a photo of a dog", [], n=2, seed=5, steps=2, resolution=64)
     one = gen.generate("a photo of a dog", [], n=1, seed=6, steps=2, resolution=64)
     assert two.seeds == [5, 6] and one.seeds == [6]
-    # equal up to rounding: a batch of two sums in another order than a batch of one
-    diff = np.abs(np.asarray(two.images[1], dtype=int) - np.asarray(one.images[0], dtype=int))
-    assert diff.max() <= 2
+    assert np.array_equal(np.asarray(two.images[1]), np.asarray(one.images[0]))
+
+
+def test_images_made_one_by_one_equal_each_seed_rendered_alone(pipe):
+    """generate(n=2) makes exactly each seed rendered alone, and the old batched render up to rounding."""
+    gen = ImageGenerator(pipe)
+    made = gen.generate("a photo of a dog", [], n=2, seed=5, steps=2, resolution=64).images
+    draw = lambda seeds: render(pipe, ["a photo of a dog"], seeds=seeds, steps=2, guidance=7.5,  # noqa: E731
+                                resolution=64)
+    alone, batched = [draw([5])[0], draw([6])[0]], draw([5, 6])
+    assert all(np.array_equal(np.asarray(m), np.asarray(a)) for m, a in zip(made, alone, strict=True))
+    # a batch of two sums in another order than a batch of one (what generate did before it went one by one)
+    for m, b in zip(made, batched, strict=True):
+        assert np.abs(np.asarray(m, dtype=int) - np.asarray(b, dtype=int)).max() <= 2
+
+
+def _count_sampler_calls(pipe) -> list[int]:
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_stop_after_the_first_image_raises_before_the_second(pipe):
+    """A should_stop that turns true once the first image is made stops within that image's sampler calls."""
+    calls = _count_sampler_calls(pipe)
+    gen = ImageGenerator(pipe)
+    with pytest.raises(InterruptedError):
+        gen.generate("a photo of a dog", [], n=3, seed=0, steps=3, resolution=64,
+                     should_stop=lambda: len(calls) >= 3)
+    assert len(calls) == 3  # one UNet call per step (both guidance halves in one batch)
+
+
+def test_stop_between_sampler_steps_cuts_the_image_short(pipe):
+    """should_stop is also asked between denoising steps: the remaining steps are skipped."""
+    calls = _count_sampler_calls(pipe)
+    gen = ImageGenerator(pipe)
+    with pytest.raises(InterruptedError):
+        gen.generate("a photo of a dog", [], n=2, seed=0, steps=5, resolution=64,
+                     should_stop=lambda: len(calls) >= 1)
+    assert len(calls) == 1
+
+
+def test_a_stop_never_asked_for_changes_nothing(pipe):
+    """A should_stop that stays false gives the same images as none."""
+    gen = ImageGenerator(pipe)
+    plain = gen.generate("a photo of a dog", [], n=2, seed=3, steps=2, resolution=64).images
+    watched = gen.generate("a photo of a dog", [], n=2, seed=3, steps=2, resolution=64,
+                           should_stop=lambda: False).images
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, watched, strict=True))
 
 
 def test_adapter_cache_evicts_least_recently_used(pipe, tmp_path):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import safetensors.torch
 import torch
 from safetensors import safe_open
 
 from trainer import lora
+from trainer.atomic import atomic_dir, atomic_file
 
 META = {"base_model": "tiny", "token": "sks", "class_noun": "dog", "steps": 3, "rank": 4, "alpha": 8.0,
         "photo_sha256": ["ab" * 32]}
@@ -98,3 +100,45 @@ def test_removing_train_adapters_restores_the_base(pipe):
     _trained(pipe, text_encoder=True)
     lora.remove_train_adapters(pipe)
     assert abs(_image(pipe) - before).max() == 0
+
+
+def test_kohya_header_names_the_steps_done(pipe, tmp_path):
+    """sd-scripts' ss_steps says how far training had got when the file was saved (a checkpoint's step)."""
+    _trained(pipe, text_encoder=False)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0,
+                           metadata={**META, "steps_done": 2})
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata()
+    assert header["ss_steps"] == "2" and header["ss_max_train_steps"] == "3"
+
+
+def test_saving_over_an_existing_adapter_replaces_it_whole(pipe, tmp_path):
+    """An adapter saved atomically over an older one leaves only the new files and no temporary sibling."""
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older save")
+    _trained(pipe, text_encoder=False)
+    with atomic_dir(target) as tmp:
+        lora.save_adapter(pipe, tmp, metadata=META)
+    assert sorted(p.name for p in target.iterdir()) == [lora.WEIGHT_NAME]
+    assert lora.read_metadata(target) == META
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+@pytest.mark.parametrize("fmt", ["diffusers", "kohya"])
+def test_a_failed_save_leaves_no_file_and_no_temporary(pipe, tmp_path, monkeypatch, fmt):
+    """When the safetensors writer fails mid-save, neither the target nor a temporary sibling is left."""
+    _trained(pipe, text_encoder=True)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        if fmt == "diffusers":
+            with atomic_dir(tmp_path / "adapter") as tmp:
+                lora.save_adapter(pipe, tmp, metadata=META)
+        else:
+            with atomic_file(tmp_path / "kohya.safetensors") as tmp:
+                lora.save_kohya(pipe, tmp, rank=4, alpha=8.0, metadata=META)
+    assert list(tmp_path.iterdir()) == []

@@ -7,10 +7,12 @@ import math
 import shutil
 
 import pytest
+import safetensors.torch
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from trainer import data, train
+from trainer import data, lora, train
 from trainer.errors import OutOfMemory
 from trainer.models import pick_runtime
 
@@ -57,6 +59,7 @@ def test_short_run_end_to_end(pipe, train_cfg, photo_paths, class_dir, tmp_path,
     assert (result.adapter_dir / "pytorch_lora_weights.safetensors").is_file() and result.kohya_path.is_file()
     assert result.grid.stat().st_size < 10 * 1024 * 1024
     assert not any("lora" in n for n, _ in pipe.unet.named_parameters())  # adapters removed afterwards
+    assert not list((tmp_path / "job").rglob(".tmp-*"))  # every file was renamed into place
 
 
 def test_training_changes_the_lora_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path):
@@ -80,6 +83,46 @@ def test_stop_then_resume_equals_an_uninterrupted_run(pipe, train_cfg, photo_pat
     assert a.keys() == b.keys()
     for k in a:  # equal up to float summation order (CPU threads); a lost RNG or optimizer state is ~1e-4 off
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+
+
+def test_each_checkpoint_carries_its_own_kohya_copy(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """step-N/kohya.safetensors holds step N's weights, not the final ones, and says N in its header."""
+    cfg = dataclasses.replace(train_cfg, keep_checkpoints=2)
+    _run(pipe, cfg, photo_paths, class_dir, tmp_path / "job")
+    step2, step4 = train.checkpoint_dirs(tmp_path / "job")
+    key = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    kohya_key = "lora_unet_" + key.replace(".", "_") + ".lora_down.weight"
+    with safe_open(str(step2 / train.CHECKPOINT_KOHYA), framework="pt") as f:
+        header, down = f.metadata(), f.get_tensor(kohya_key)
+    adapter = load_file(str(step2 / "adapter" / lora.WEIGHT_NAME))
+    assert header["ss_steps"] == "2" and lora.read_metadata(step2 / train.CHECKPOINT_KOHYA)["steps_done"] == 2
+    torch.testing.assert_close(down, adapter[f"unet.{key}.lora_A.weight"].half(), rtol=0, atol=0)
+    assert not torch.equal(down, load_file(str(step4 / train.CHECKPOINT_KOHYA))[kohya_key])
+
+
+@pytest.mark.parametrize("failing", ["checkpoints/.tmp-step-000002-", ".tmp-adapter-",
+                                     ".tmp-kohya.safetensors-"])
+def test_a_failed_save_leaves_no_half_written_file(pipe, train_cfg, photo_paths, class_dir, tmp_path,
+                                                   monkeypatch, failing):
+    """A write failing mid-save (checkpoint, final adapter or kohya copy) leaves neither it nor a temp."""
+    write = safetensors.torch.save_file
+
+    def save_file(tensors, filename, *args, **kwargs):
+        if failing in str(filename):
+            raise OSError("disk full")
+        return write(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    out = tmp_path / "job"
+    with pytest.raises(OSError, match="disk full"):
+        _run(pipe, dataclasses.replace(train_cfg, steps=2), photo_paths, class_dir, out)
+    assert not list(out.rglob(".tmp-*"))
+    if failing.startswith("checkpoints"):
+        assert train.checkpoint_dirs(out) == [] and not (out / "adapter").exists()
+    elif failing == ".tmp-adapter-":
+        assert not (out / "adapter").exists() and not (out / "kohya.safetensors").exists()
+    else:  # the adapter folder, complete before the kohya write began, stays; the kohya file is not there
+        assert (out / "adapter" / lora.WEIGHT_NAME).is_file() and not (out / "kohya.safetensors").exists()
 
 
 def test_text_encoder_lora_trains(pipe, train_cfg, photo_paths, class_dir, tmp_path):
