@@ -6,6 +6,10 @@ with `enforce_nonce` (discord.py sets it with `nonce=`): Discord answers a repea
 message instead of posting another. Edits (the status message, the command's reply) are
 idempotent. Results go into the command's own reply while its interaction token works (15 minutes),
 afterwards to the job's channel with the bot's token.
+
+A refused event is never dropped: storage.outbox sets when to try it next (backoff, then parked
+at the slowest cadence), and later events of its job wait behind it. User-written text (prompts,
+subject names, error texts) goes through `render.user_text`, so it never renders as markdown.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ if TYPE_CHECKING:
     from bot.bot import DreamBot
 
 log = logging.getLogger(__name__)
-
-MAX_ATTEMPTS = 8  # an event Discord refuses this often is dropped (logged), so it can't block the rest
 
 
 def nonce(event_id: int, part: str = "") -> str:
@@ -58,7 +60,7 @@ class Deliverer:
                     pass
 
     async def deliver_pending(self) -> int:
-        """One pass over pending events, in order; returns how many were handled."""
+        """One pass over the due events, in order; returns how many were handled."""
         db = self.bot.db
         events = await outbox.pending(db, limit=50)
         stuck: set[int | None] = set()  # a job whose event failed waits, so its events stay in order
@@ -79,14 +81,18 @@ class Deliverer:
         return handled
 
     async def _failed(self, event: Event, exc: Exception) -> None:
-        if event.attempts + 1 >= MAX_ATTEMPTS:
-            log.error("dropping outbox event %s (%s) after %d attempts: %s", event.id, event.kind,
-                      event.attempts + 1, exc)
-            await outbox.mark_attempt_failed(self.bot.db, event.id, repr(exc))
-            await outbox.mark_delivered(self.bot.db, event.id)
+        """Count the try; the event comes back after its backoff, parked ones at the slowest cadence."""
+        after = await outbox.mark_attempt_failed(self.bot.db, event.id, repr(exc),
+                                                 cfg=self.bot.storage.outbox)
+        if after is None:
+            return
+        if after.parked and not event.parked:
+            log.error("parked outbox event %s (%s) after %d attempts; it is tried about every %.0f s until "
+                      "Discord takes it (/mod outbox, `dreambot outbox list`): %r", event.id, event.kind,
+                      after.attempts, self.bot.storage.outbox.max_seconds, exc)
         else:
-            log.warning("could not deliver outbox event %s (%s): %r", event.id, event.kind, exc)
-            await outbox.mark_attempt_failed(self.bot.db, event.id, repr(exc))
+            log.warning("could not deliver outbox event %s (%s), attempt %d; next in %.0f s: %r", event.id,
+                        event.kind, after.attempts, after.next_attempt_at - now(), exc)
 
     async def deliver(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -114,20 +120,22 @@ class Deliverer:
             return
         name = await self._subject_name(event.job_id)
         data = await self._artifact_bytes(p["artifact_id"])
+        content = f"**{render.user_text(name)}**: sample grid at step {p.get('step')}"
         await posting.send_images(channel.send, [data], limit_mb=self.bot.settings.max_attachment_mb,
-                                  content=f"**{name}**: sample grid at step {p.get('step')}",
+                                  content=content,
                                   name=f"grid-step{p.get('step')}", nonce=nonce(event.id))
 
     async def _on_train_done(self, event: Event) -> None:
         p = event.payload
         job = await jobs.get(self.bot.db, event.job_id)
         subject = await subjects.get(self.bot.db, p.get("subject_id") or job.subject_id)
-        await self._status(event, f"Training **{subject.name}**: {render.progress_bar(1, 1)}\ndone.", None)
+        name = render.user_text(subject.name)
+        await self._status(event, f"Training **{name}**: {render.progress_bar(1, 1)}\ndone.", None)
         channel = await self._channel(event)
         if channel is None:
             return
         checkpoints = [c for c in p.get("checkpoints", []) if c.get("artifact_id")]
-        content = (f"<@{event.user_id}> **{subject.name}** is trained. Keep the final version, or fall back "
+        content = (f"<@{event.user_id}> **{name}** is trained. Keep the final version, or fall back "
                    "to an earlier checkpoint if the samples look overcooked (too close to your photos). "
                    f"Then try it: `/imagine prompt:{subject.name} in space`")
         view = views.final_grid_view(subject.id, p.get("adapter_artifact_id"), checkpoints)
@@ -144,7 +152,7 @@ class Deliverer:
         blobs = [await self._artifact_bytes(a) for a in ids[: posting.MAX_FILES]]
         seeds = ", ".join(str(s) for s in p.get("seeds") or []) or "random"
         asked = await self._asked_prompt(event.job_id) or p.get("prompt", "")
-        content = f"<@{event.user_id}> **{render.clip(asked, 300)}**\nseeds: {seeds}"
+        content = f"<@{event.user_id}> **{render.user_text(render.clip(asked, 300))}**\nseeds: {seeds}"
         view = views.imagine_view(event.job_id)
         limit = self.bot.settings.max_attachment_mb
         record = await deliveries.get(self.bot.db, event.job_id)
@@ -177,9 +185,9 @@ class Deliverer:
     # -- endings ---------------------------------------------------------------------
 
     async def _on_failed(self, event: Event) -> None:
-        error = event.payload.get("error") or "unknown error"
+        error = render.user_text(render.clip(str(event.payload.get("error") or "unknown error"), 900))
         await self._ending(event, f"failed: {error}",
-                           f"<@{event.user_id}> job #{event.job_id} failed: {render.clip(error, 1500)}\n"
+                           f"<@{event.user_id}> job #{event.job_id} failed: {error}\n"
                            "Nothing of yours was lost. Check the advice above, then try again; "
                            "/status lists your jobs.")
 
@@ -195,8 +203,8 @@ class Deliverer:
     async def _ending(self, event: Event, status: str, text: str) -> None:
         record = await deliveries.get(self.bot.db, event.job_id) if event.job_id else None
         if record is not None and record.status_message_id:
-            name = await self._subject_name(event.job_id)
-            await self._status(event, f"Training **{name}**: {status}", None)
+            name = render.user_text(await self._subject_name(event.job_id))
+            await self._status(event, render.clip(f"Training **{name}**: {status}"), None)
         channel = await self._channel(event)
         if channel is not None:
             await channel.send(render.clip(text), nonce=nonce(event.id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 
 import discord
@@ -10,11 +11,25 @@ import discord
 from storage.audit import Entry
 from storage.consent import Consent
 from storage.jobs import Job
+from storage.outbox import Event
 from storage.subjects import Subject
 from storage.usage import UsageTotal
 
 BAR_WIDTH = 20
 MAX_CONTENT = 2000
+_MENTION_LIKE = re.compile(r"<(?=[@#/:]|a:|t:)")  # <@user> <@&role> <#channel> </cmd:id> <:emoji:id> <t:..>
+
+
+def user_text(text: str) -> str:
+    """Text a user wrote, made inert for a message: no markdown, masked links or mentions render.
+
+    Markdown is escaped (backslashes too, so none can undo an escape); `](` is broken up because
+    discord.py escapes only the first of several masked links; `@everyone` and `<@id>`-style
+    mentions get a zero-width space. Escapes don't show in Discord, so the text reads as written.
+    Clip before escaping: a cut can't then split an escape.
+    """
+    text = discord.utils.escape_markdown(text).replace("](", "]\\(")
+    return _MENTION_LIKE.sub("<\u200b", discord.utils.escape_mentions(text))
 
 
 def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
@@ -38,13 +53,13 @@ def duration(seconds: float | None) -> str:
 
 def training_status(name: str, *, step: int, total: int, eta_seconds: float | None, message: str = "",
                     loss: float | None = None) -> str:
-    lines = [f"Training **{name}**: {progress_bar(step, total)}"]
+    lines = [f"Training **{user_text(name)}**: {progress_bar(step, total)}"]
     if total:  # before the first step (class images, encoding) there is no step count to show yet
         lines.append(f"step {step}/{total}, about {duration(eta_seconds)} left")
         if loss is not None:
             lines[-1] += f", loss {loss:.4f}"
     if message:
-        lines.append(message[:200])
+        lines.append(user_text(message[:200]))
     return "\n".join(lines)
 
 
@@ -61,14 +76,15 @@ def intake_report(lines: Sequence[str], consent_text: str) -> str:
 
 def subject_line(subject: Subject) -> str:
     adapter = "" if subject.adapter_artifact_id is None else ", trained"
-    return f"**{subject.name}** ({subject.class_noun}): {subject.state.replace('_', ' ')}{adapter} [#{subject.id}]"
+    name, noun = user_text(subject.name), user_text(subject.class_noun)
+    return f"**{name}** ({noun}): {subject.state.replace('_', ' ')}{adapter} [#{subject.id}]"
 
 
 def job_line(job: Job, position: int | None, subject_names: dict[int, str]) -> str:
     what = subject_names.get(job.subject_id or 0, "") if job.kind == "train" else job.params.get("prompt", "")
     where = f", position {position} in the queue" if position else ""
     progress = f", step {job.progress_step}/{job.progress_total}" if job.state == "running" and job.progress_total else ""
-    return f"#{job.id} {job.kind} {clip(str(what), 60)!r}: {job.state}{where}{progress}"
+    return f"#{job.id} {job.kind} '{user_text(clip(str(what), 60))}': {job.state}{where}{progress}"
 
 
 def when(at: float | None) -> str:
@@ -92,6 +108,13 @@ def audit_line(e: Entry) -> str:
     target = f" on <@{e.target_user_id}>" if e.target_user_id else ""
     subject = f" subject #{e.subject_id}" if e.subject_id else ""
     return f"{when(e.at)} {who}: {e.action}{target}{subject}"
+
+
+def outbox_line(e: Event, *, at: float) -> str:
+    """A parked event for moderators and operators: what, whose job, tries, age and the last error; no payload."""
+    job = f"job #{e.job_id}" if e.job_id else "no job"
+    error = user_text(clip(e.last_error or "-", 160))
+    return f"#{e.id} {e.kind}, {job}, {e.attempts} tries, {duration(at - e.created_at)} old: {error}"
 
 
 def audit_embed(action: str, *, actor_id: int | None, fields: dict[str, str] | None = None) -> discord.Embed:

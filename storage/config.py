@@ -64,6 +64,13 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    base_seconds: float = setting(2.0, lo=0.0)  # first retry delay of a refused event; doubles
+    max_seconds: float = setting(300.0, lo=0.0)  # longest retry delay; a parked event's cadence
+    park_after: int = setting(8, lo=1)  # failed tries after which an event is parked (kept and listed)
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     data_dir: Path = setting(Path("./data"))
     db_path: Path | None = setting(None)
@@ -71,6 +78,7 @@ class StorageConfig:
     photos: PhotoLimits = field(default_factory=PhotoLimits)
     queue: QueueConfig = field(default_factory=QueueConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
     @property
     def database(self) -> Path:

@@ -23,6 +23,7 @@ class Policy:
     review_required: bool
     max_subjects_per_user: int | None
     max_images_per_day: int | None
+    moderator_role_id: int | None = None  # its members moderate too; None: only Manage Server
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,22 @@ async def policy(db: aiosqlite.Connection, guild_id: int, *, default_review: boo
     review = default_review if row is None or row["review_required"] is None else bool(row["review_required"])
     return Policy(guild_id=guild_id, review_required=review,
                   max_subjects_per_user=row["max_subjects_per_user"] if row else None,
-                  max_images_per_day=row["max_images_per_day"] if row else None)
+                  max_images_per_day=row["max_images_per_day"] if row else None,
+                  moderator_role_id=row["moderator_role_id"] if row else None)
 
 
 async def set_policy(db: aiosqlite.Connection, *, guild_id: int, by: int, review_required=_UNSET,
-                     max_subjects_per_user=_UNSET, max_images_per_day=_UNSET) -> None:
-    """Change the given settings (None on a quota removes the limit); others stay as they are."""
+                     max_subjects_per_user=_UNSET, max_images_per_day=_UNSET, moderator_role_id=_UNSET) -> None:
+    """Change the given settings; others stay as they are.
+
+    None on a quota removes the limit; None as the moderator role leaves moderation to Manage Server.
+    """
     changes = {k: v for k, v in (("review_required", review_required),
                                  ("max_subjects_per_user", max_subjects_per_user),
-                                 ("max_images_per_day", max_images_per_day)) if v is not _UNSET}
+                                 ("max_images_per_day", max_images_per_day),
+                                 ("moderator_role_id", moderator_role_id)) if v is not _UNSET}
     for key, value in changes.items():
-        if key != "review_required" and value is not None and value < 0:
+        if key in ("max_subjects_per_user", "max_images_per_day") and value is not None and value < 0:
             raise DreambotError(f"{key.replace('_', ' ')} can't be negative: give 0 or more, or leave it empty.")
     t = now()
     async with transaction(db):

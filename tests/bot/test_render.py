@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot import render
+from storage import jobs, outbox
+from storage.config import OutboxConfig, QueueConfig
+from storage.subjects import Subject
 
 
 @pytest.mark.parametrize(("step", "total", "expected"), [
@@ -39,3 +42,50 @@ def test_status_during_training_shows_step_time_left_and_loss():
     """Once training runs, the status names the step, the time left and the loss."""
     text = render.training_status("rex", step=40, total=800, eta_seconds=90, loss=0.1234)
     assert "step 40/800, about 1 min 30 s left, loss 0.1234" in text
+
+
+@pytest.mark.parametrize(("written", "shown"), [
+    ("rex in space", "rex in space"),
+    ("**bold** _it_ ||spoiler||", r"\*\*bold\*\* \_it\_ \|\|spoiler\|\|"),
+    ("# big", r"\# big"),
+    ("> quote", r"\> quote"),
+    ("[click](https://evil.example)", r"\[click]\(https://evil.example)"),
+    ("a [x](http://a) b [y](http://b)", r"a \[x]\(http://a) b [y]\(http://b)"),
+    (r"\[a](http://x)", r"\\\[a]\(http://x)"),
+    ("@everyone look", "@\u200beveryone look"),
+])
+def test_user_text_renders_as_written(written, shown):
+    """Markdown, masked links (every one, even after a backslash of the user's) and @everyone are made inert."""
+    assert render.user_text(written) == shown
+
+
+@pytest.mark.parametrize("mention", ["<@123456789012345678>", "<@&123456789012345678>", "<#123456789012345678>",
+                                     "</imagine:123456789012345678>", "<t:1700000000:R>"])
+def test_user_text_breaks_mentions(mention):
+    """A user's mention, channel link, command link or timestamp shows as text, not as the thing."""
+    assert mention not in render.user_text(f"hi {mention}")
+
+
+def test_line_builders_escape_what_users_wrote():
+    """Subject names, class nouns and the training status show a user's markdown as plain text."""
+    subject = Subject(id=1, owner_id=2, guild_id=3, name="**rex**", token="sks", class_noun="dog",
+                      state="trained", adapter_artifact_id=None, created_at=0.0, updated_at=0.0)
+    assert render.subject_line(subject).startswith(r"**\*\*rex\*\***")
+    assert r"Training **\_rex\_**" in render.training_status("_rex_", step=0, total=0, eta_seconds=None)
+
+
+async def test_job_line_escapes_the_prompt(db):
+    """A prompt with a masked link is listed without becoming a link."""
+    job = await jobs.enqueue(db, kind="generate", user_id=1, params={"prompt": "[free](http://x.example)"},
+                             cfg=QueueConfig())
+    line = render.job_line(job, None, {})
+    assert r"'\[free]\(http://x.example)'" in line
+
+
+async def test_outbox_line_shows_the_facts_never_the_payload(db):
+    """A parked event reads: id, kind, job, tries, age and the last error (escaped); its payload stays out."""
+    event_id = await outbox.post(db, kind="notice", payload={"text": "hunter2"}, user_id=1)
+    await outbox.mark_attempt_failed(db, event_id, "Forbidden('**403** Missing Access')", cfg=OutboxConfig())
+    event = await outbox.get(db, event_id)
+    line = render.outbox_line(event, at=event.created_at + 125)
+    assert line == rf"#{event_id} notice, no job, 1 tries, 2 min 5 s old: Forbidden('\*\*403\*\* Missing Access')"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 
 from storage import artifacts, jobs, outbox, subjects
+from storage.config import OutboxConfig
 from tests.bot.e2e import worker_sim
 from tests.bot.e2e.conftest import running_bot
 
@@ -21,7 +24,7 @@ async def delivered(bot) -> None:
 
 
 async def _drain(bot) -> None:
-    while await outbox.pending(bot.db):
+    while await outbox.pending(bot.db, at=math.inf):  # every undelivered event, due or backing off
         await asyncio.sleep(0.02)
 
 
@@ -145,3 +148,52 @@ async def test_reroll_queues_the_same_prompt_again(emu, world, dreambot):
     await click.wait_for_text("queued as job")
     newest = (await jobs.list_jobs(dreambot.db, user_id=world.alice.id))[0]
     assert (newest.params["prompt"], newest.params["seed"], newest.state) == (done.params["prompt"], None, "queued")
+
+
+def quick_outbox(config, **outbox_settings):
+    """The test config with an outbox that backs off in milliseconds."""
+    settings = OutboxConfig(**{"base_seconds": 0.01, "max_seconds": 0.05, "park_after": 3, **outbox_settings})
+    return dataclasses.replace(config, storage=dataclasses.replace(config.storage, outbox=settings))
+
+
+async def test_discord_down_parks_the_result_and_delivers_it_later(emu, world, config):
+    """Sends refused for a while: the event backs off, is parked (moderators see it), and arrives once after."""
+    emu.faults.fail("POST", "/channels/{channel_id}/messages", status=503, code=0, message="Service Unavailable",
+                    times=10_000)
+    async with running_bot(quick_outbox(config), emu.token) as bot:
+        job = await jobs.enqueue(bot.db, kind="train", user_id=world.alice.id, params={}, cfg=bot.storage.queue,
+                                 guild_id=world.guild.id, channel_id=world.channel.id)
+        event_id = await worker_sim.post(bot.db, job, "failed", {"error": "out of memory"})
+        await emu.wait_for(lambda: len(emu.faults.fired) >= 5, timeout=10, what="five refused sends")
+        parked = await outbox.get(bot.db, event_id)
+        assert parked.parked and parked.delivered_at is None and "Service Unavailable" in parked.last_error
+        listing = await emu.invoke_slash(world.guild.id, world.channel.id, world.mod, ("mod", "outbox"))
+        await listing.wait_for_response(timeout=10)
+        assert listing.ephemeral and f"#{event_id} failed, job #{job.id}" in listing.content
+        emu.faults.clear()
+        msg = await emu.wait_for_message(world.channel, lambda m: "out of memory" in m.content, timeout=10)
+        await delivered(bot)
+    assert [m.id for m in emu.channel_messages(world.channel)] == [msg.id]
+
+
+async def test_a_job_waiting_on_a_refused_event_keeps_its_order(emu, world, config):
+    """While a job's first event backs off, its second is held back; they arrive first to last."""
+    emu.faults.fail("POST", "/channels/{channel_id}/messages", status=503, code=0, message="Service Unavailable",
+                    times=3)
+    # parked from the first failure: it waits 0.2-0.4 s, many of the bot's 0.05 s polls
+    async with running_bot(quick_outbox(config, park_after=1, max_seconds=0.4), emu.token) as bot:
+        job = await jobs.enqueue(bot.db, kind="train", user_id=world.alice.id, params={}, cfg=bot.storage.queue,
+                                 guild_id=world.guild.id, channel_id=world.channel.id)
+        await worker_sim.post(bot.db, job, "notice", {"text": "first"})
+        await worker_sim.post(bot.db, job, "notice", {"text": "second"})
+        await emu.wait_for(lambda: len(emu.channel_messages(world.channel)) == 2, timeout=10, what="both")
+    assert [m.content for m in emu.channel_messages(world.channel)] == ["first", "second"]
+
+
+async def test_user_text_in_a_public_message_does_not_render(emu, world, dreambot):
+    """A failure quoting a user's markdown and masked link shows them as typed, not as formatting or a link."""
+    job = await jobs.enqueue(dreambot.db, kind="train", user_id=world.alice.id, params={},
+                             cfg=dreambot.storage.queue, guild_id=world.guild.id, channel_id=world.channel.id)
+    await worker_sim.post(dreambot.db, job, "failed", {"error": "bad prompt **[free nitro](http://evil.example)**"})
+    msg = await emu.wait_for_message(world.channel, lambda m: "failed" in m.content, timeout=10)
+    assert r"\*\*\[free nitro]\(http://evil.example)\*\*" in msg.content
