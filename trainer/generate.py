@@ -154,9 +154,9 @@ class ImageGenerator:
                  should_stop: Callable[[], bool] | None = None) -> Generated:
         """n images of `prompt` with the given adapters active; seed None picks a random one.
 
-        Images are made one at a time, so each is exactly what its seed alone makes, and a cancel or
-        revoke (`should_stop()`, asked before each image and between sampler steps) raises
-        InterruptedError within one step instead of after all n.
+        The n images are denoised together in one batch (at most RENDER_BATCH), as before; a cancel or
+        revoke (`should_stop()`, asked before the batch and between sampler steps) raises
+        InterruptedError within one step instead of after all n images are made.
         """
         if not 1 <= n <= 16:
             raise InputError(f"Ask for 1 to 16 images, not {n}.")
@@ -167,5 +167,5 @@ class ImageGenerator:
         base = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base + i for i in range(n)]
         images = render(self.pipe, [prompt], seeds=seeds, steps=steps, guidance=guidance, resolution=resolution,
-                        batch_size=1, should_stop=should_stop)
+                        should_stop=should_stop)
         return Generated(images, seeds, prompt)
