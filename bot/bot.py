@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import aiosqlite
 import discord
 from discord.ext import commands
 
-from bot import endpoints, render, training, views
+from bot import endpoints, render, views
 from bot.consent_view import ConsentView
-from bot.cooldowns import Cooldowns
 from bot.delivery import Deliverer
 from bot.error_handler import on_tree_error
-from storage import deliveries, drafts, guilds, retention
+from storage import deliveries, guilds, lifecycle, retention, subjects
 from storage.config import BotSettings, StorageConfig
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ INITIAL_EXTENSIONS = (
     "bot.cogs.moderation",
 )
 SWEEP_SECONDS = 60.0
+MB = 1 << 20
 
 
 class DreamBot(commands.Bot):
     def __init__(self, *, db: aiosqlite.Connection, settings: BotSettings, storage: StorageConfig,
-                 sync_commands: bool = True, poll_seconds: float = 1.0, **client_options) -> None:
+                 sync_commands: bool = True, poll_seconds: float = 1.0, presets: Collection[str] | None = None,
+                 **client_options) -> None:
         endpoints.use(settings.api_base, settings.gateway_url)
         # discord.py's DEBUG records carry whole gateway payloads and request URLs: interaction
         # tokens, webhook tokens and signed attachment URLs. They never reach our logs, even with -v.
@@ -43,7 +45,7 @@ class DreamBot(commands.Bot):
         self.settings = settings
         self.storage = storage
         self.sync_commands = sync_commands
-        self.cooldowns = Cooldowns()
+        self.presets = tuple(presets) if presets is not None else None  # [trainer] presets, checked at /train
         self.deliverer = Deliverer(self, poll_seconds=poll_seconds)
         self._tasks: list[asyncio.Task] = []
 
@@ -56,7 +58,7 @@ class DreamBot(commands.Bot):
             await self.load_extension(extension)
         self.tree.on_error = on_tree_error
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)
-        for subject in await drafts.pending(self.db):  # Confirm/Cancel keep working after a restart
+        for subject in await subjects.drafts(self.db):  # Confirm/Cancel keep working after a restart
             self.add_view(ConsentView(subject.id, subject.owner_id))
         if self.sync_commands:
             await self.tree.sync()
@@ -71,15 +73,24 @@ class DreamBot(commands.Bot):
 
     async def _sweep(self) -> None:
         """Expire unconfirmed drafts (deleting their photos), stale interaction tokens, and whatever has
-        outlived [storage.retention]."""
+        outlived [storage.retention]. Each part runs on its own: one failing never stops the others."""
+        parts = (("drafts", lambda: lifecycle.expire_drafts(self.db, data_dir=self.storage.data_dir)),
+                 ("interaction tokens", lambda: deliveries.forget_expired_tokens(self.db)),
+                 ("retention", lambda: retention.sweep(self.db, data_dir=self.storage.data_dir,
+                                                       cfg=self.storage.retention)))
         while True:
-            try:
-                await training.expire_drafts(self.db, data_dir=self.storage.data_dir)
-                await deliveries.forget_expired_tokens(self.db)
-                await retention.sweep(self.db, data_dir=self.storage.data_dir, cfg=self.storage.retention)
-            except Exception:
-                log.exception("draft sweep failed; retrying")
+            for name, run in parts:
+                try:
+                    await run()
+                except Exception:
+                    log.exception("sweep of %s failed; the others go on, and it is tried again", name)
             await asyncio.sleep(SWEEP_SECONDS)
+
+    def limits(self, command: str) -> lifecycle.Limits:
+        """What one request may use: the command's cooldown, the photo storage cap, the known presets."""
+        return lifecycle.Limits(cooldown_seconds=getattr(self.settings, f"{command}_cooldown_seconds"),
+                                user_quota_bytes=self.storage.photos.user_quota_mb * MB,
+                                presets=self.presets, review_default=self.settings.review_required)
 
     async def review_required(self, guild_id: int | None) -> bool:
         if guild_id is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from storage import guilds
-from storage.errors import Banned, CooldownActive, DreambotError
+from storage import guilds, lifecycle
+from storage.errors import CooldownActive, DreambotError
 
 
 class Refused(app_commands.CheckFailure):
@@ -20,12 +20,9 @@ class Refused(app_commands.CheckFailure):
 
 
 async def ensure_not_banned(interaction: discord.Interaction) -> None:
-    """Banned (a DreambotError) when a moderator of this guild barred the user."""
-    if interaction.guild_id is None:
-        return
-    ban = await guilds.get_ban(interaction.client.db, guild_id=interaction.guild_id, user_id=interaction.user.id)
-    if ban is not None:
-        raise Banned(ban.reason)
+    """Banned (a DreambotError) when a moderator of this guild barred the user; in a DM, of any guild."""
+    await lifecycle.ensure_not_banned(interaction.client.db, user_id=interaction.user.id,
+                                      guild_id=interaction.guild_id)
 
 
 def not_banned():
@@ -41,20 +38,52 @@ def not_banned():
 def cooldown(command: str):
     """Refuse while the user's cooldown for `command` runs; its length is `[bot] <command>_cooldown_seconds`.
 
-    The cooldown starts only when a request is accepted (the cog calls bot.cooldowns.start), so a
-    refused request can be corrected and sent again at once.
+    This is the quick refusal, before slow work such as downloads; storage.lifecycle checks the cooldown
+    again and records it in the transaction that accepts the request, so simultaneous requests can't
+    all pass. Only an accepted request starts it: a refused one can be corrected and sent again at once.
     """
     async def predicate(interaction: discord.Interaction) -> bool:
         bot = interaction.client
         seconds = getattr(bot.settings, f"{command}_cooldown_seconds")
-        left = bot.cooldowns.remaining(command, interaction.user.id, seconds)
+        left = await lifecycle.cooldown_left(bot.db, user_id=interaction.user.id, action=command, seconds=seconds)
         if left > 0:
             raise Refused(CooldownActive(command, left))
         return True
     return app_commands.check(predicate)
 
 
-def is_moderator(interaction: discord.Interaction) -> bool:
-    """Manage Server in this guild (the /mod group's default permission, re-checked for buttons)."""
-    perms = getattr(interaction.user, "guild_permissions", None)
-    return interaction.guild_id is not None and perms is not None and perms.manage_guild
+NOT_MODERATOR = ("Only this server's moderators can do that: it needs the Manage Server permission or the "
+                 "moderator role set with /mod policy.")
+
+
+def is_moderator(interaction: discord.Interaction, policy: guilds.Policy | None) -> bool:
+    """Manage Server (as Discord computed it for this interaction) or the guild's moderator role.
+
+    Checked by the bot itself: the /mod group's default permission is only what Discord shows,
+    and a server's Integrations settings can open it to everyone.
+    """
+    member = interaction.user
+    if interaction.guild_id is None or not isinstance(member, discord.Member):
+        return False
+    if interaction.permissions.manage_guild:
+        return True
+    role_id = policy.moderator_role_id if policy is not None else None
+    return role_id is not None and member.get_role(role_id) is not None
+
+
+async def ensure_moderator(interaction: discord.Interaction) -> None:
+    """Refused unless the member moderates this guild (is_moderator under the guild's policy)."""
+    policy = None
+    if interaction.guild_id is not None:
+        bot = interaction.client
+        policy = await guilds.policy(bot.db, interaction.guild_id, default_review=bot.settings.review_required)
+    if not is_moderator(interaction, policy):
+        raise Refused(DreambotError(NOT_MODERATOR))
+
+
+def moderator_only():
+    """For a command outside /mod (whose cog checks every subcommand) that only moderators may run."""
+    async def predicate(interaction: discord.Interaction) -> bool:
+        await ensure_moderator(interaction)
+        return True
+    return app_commands.check(predicate)

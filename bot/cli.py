@@ -1,7 +1,8 @@
 """`dreambot run` (the bot and a worker, for a real server) and `dreambot demo` (offline, emulated).
 
 Takes only cfg.bot and cfg.storage; the worker is a separate process (`dreambot worker`) that reads
-its own [trainer] settings. Heavy imports happen inside the commands.
+its own [trainer] settings, supervised by `run`: restarted with a growing delay when it exits
+unexpectedly, and never given the bot's token. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from storage.config import BotSettings, Config, StorageConfig, discord_token
@@ -21,6 +25,10 @@ from storage.config import BotSettings, Config, StorageConfig, discord_token
 log = logging.getLogger(__name__)
 
 WORKER_STOP_SECONDS = 60  # a worker checkpoints and releases its job on SIGTERM; wait this long for it
+RESTART_FIRST_SECONDS = 1.0  # delay before restarting a worker that exited; doubles each time...
+RESTART_MAX_SECONDS = 60.0  # ...up to this
+HEALTHY_SECONDS = 60.0  # a worker that ran this long was healthy: its next restart starts at the first delay
+BOT_SECRETS = ("DISCORD_TOKEN",)  # the bot's alone; a worker needs only the database and its model (HF_TOKEN stays)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -34,12 +42,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     token = discord_token()
-    worker = None if args.no_worker else start_worker(config_path=getattr(args, "config", None))
+    supervisor = None
+    if not args.no_worker:
+        supervisor = WorkerSupervisor(worker_command(getattr(args, "config", None))).start()
     try:
-        asyncio.run(run_bot(cfg.bot, cfg.storage, token))
+        asyncio.run(run_bot(cfg.bot, cfg.storage, token, presets=tuple(cfg.trainer.presets)))
     finally:
-        if worker is not None:
-            stop_worker(worker)
+        if supervisor is not None:
+            supervisor.stop()
     return 0
 
 
@@ -78,14 +88,20 @@ def worker_command(config_path: str | None = None) -> list[str]:
     return [*cmd, "worker"]
 
 
-def start_worker(*, config_path: str | None = None, env: dict[str, str] | None = None,
-                 log_file: Path | None = None) -> subprocess.Popen:
-    out = open(log_file, "ab") if log_file else None  # noqa: SIM115 - closed with the process
+def worker_process_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `env`, without the bot's secrets, with the repository importable."""
     root = Path(__file__).resolve().parent.parent
-    merged = {**os.environ, **(env or {})}
+    merged = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in BOT_SECRETS}
     merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), merged.get("PYTHONPATH")) if p)
-    return subprocess.Popen(worker_command(config_path), env=merged, stdout=out, stderr=subprocess.STDOUT if out
-                            else None)
+    return merged
+
+
+def start_worker(*, config_path: str | None = None, env: dict[str, str] | None = None,
+                 log_file: Path | None = None, command: Sequence[str] | None = None) -> subprocess.Popen:
+    """`dreambot worker` (or `command`) as a child process; its environment never holds DISCORD_TOKEN."""
+    with open(log_file, "ab") if log_file else contextlib.nullcontext() as out:  # the child keeps its own copy
+        return subprocess.Popen(list(command or worker_command(config_path)), env=worker_process_env(env),
+                                stdout=out, stderr=subprocess.STDOUT if out else None)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -98,3 +114,68 @@ def stop_worker(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def restart_delay(previous: float | None, ran_seconds: float) -> float:
+    """Wait before the next restart: 1 s, doubling to 60 s; back to 1 s after a healthy minute."""
+    if previous is None or ran_seconds >= HEALTHY_SECONDS:
+        return RESTART_FIRST_SECONDS
+    return min(RESTART_MAX_SECONDS, previous * 2)
+
+
+class WorkerSupervisor:
+    """Keeps one worker process running: a worker that exits unasked is restarted after `restart_delay`.
+
+    Runs in a thread beside the bot's event loop (`start`/`stop`), or in the caller (`run`, for tests
+    with an injected `clock` and `sleep`). `sleep(seconds)` returns True when it was cut short by `stop`.
+    """
+
+    def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 log_file: Path | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], bool] | None = None) -> None:
+        self.command = list(command)
+        self.env, self.log_file, self.clock = env, log_file, clock
+        self._stopping = threading.Event()
+        self.sleep = sleep or self._stopping.wait
+        self._lock = threading.Lock()  # stop() never misses a worker started at the same moment
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WorkerSupervisor:
+        self._thread = threading.Thread(target=self.run, name="worker-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> None:
+        """Start the worker and restart it whenever it exits, until `stop`."""
+        delay: float | None = None
+        while not self._stopping.is_set():
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                started = self.clock()
+                try:
+                    self.proc = start_worker(env=dict(self.env or {}), log_file=self.log_file, command=self.command)
+                except OSError as exc:
+                    log.error("could not start the worker (%s): %s", " ".join(self.command), exc)
+                    self.proc = None
+            code = self.proc.wait() if self.proc is not None else None
+            if self._stopping.is_set():
+                return
+            ran = self.clock() - started
+            delay = restart_delay(delay, ran)
+            log.error("the worker exited with code %s after %.0f s; restarting it in %.0f s", code, ran, delay)
+            if self.sleep(delay):
+                return
+            self.restarts += 1
+
+    def stop(self) -> None:
+        """Stop the worker as stop_worker does (SIGTERM, then SIGKILL), and restart it no more."""
+        self._stopping.set()
+        with self._lock:
+            proc = self.proc
+        if proc is not None:
+            stop_worker(proc)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()

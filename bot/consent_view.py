@@ -11,8 +11,8 @@ import logging
 
 import discord
 
-from bot import training
 from bot.error_handler import reply_error, send_ephemeral
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class ConsentView(discord.ui.View):
         bot = interaction.client
         await interaction.response.defer()  # acknowledge at once; the reply replaces the consent message
         policy_review = await bot.review_required(interaction.guild_id)
-        queued = await training.confirm(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
-                                        queue=bot.storage.queue, review_required=policy_review)
+        queued = await lifecycle.confirm(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
+                                         queue=bot.storage.queue, review_required=policy_review)
         self.stop()
         name = queued.subject.name
         if queued.job is None:
@@ -56,8 +56,8 @@ class ConsentView(discord.ui.View):
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
     async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         bot = interaction.client
-        removed = await training.cancel_draft(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
-                                              data_dir=bot.storage.data_dir)
+        removed = await lifecycle.discard_draft(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
+                                                data_dir=bot.storage.data_dir)
         self.stop()
         await interaction.response.edit_message(
             content=f"Cancelled: your {removed} photos were deleted. Nothing will be trained.", view=None)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from storage.config import BotSettings, Config
+from storage.config import BotSettings, Config, load
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def run_demo(out: Path, *, base: Config | None = None) -> int:
     if not (model_dir / "model_index.json").exists():
         print(f"making a tiny model in {model_dir} ...", flush=True)
         subprocess.run([sys.executable, "-m", "cli.main", "make-tiny-model", str(model_dir)], check=True)
-    base = base or Config()
+    base = base or load()  # the same config.toml the worker reads: the bot checks presets against it
     storage = dataclasses.replace(base.storage, data_dir=out / "data", db_path=database)
     worker = start_worker(env=worker_env(out, model_dir, database), log_file=out / "worker.log")
     try:
@@ -91,7 +91,8 @@ async def _converse(emu, config: Config, out: Path) -> int:
     channel = emu.channel_named(guild, "general")
     alice = emu.add_member(guild, "alice")
     stop = asyncio.Event()
-    bot_task = asyncio.create_task(run_bot(config.bot, config.storage, emu.token, stop=stop, poll_seconds=0.2))
+    bot_task = asyncio.create_task(run_bot(config.bot, config.storage, emu.token, stop=stop, poll_seconds=0.2,
+                                           presets=tuple(config.trainer.presets)))
     try:
         await emu.wait_for(lambda: emu.synced_commands(), timeout=30, what="the bot to sync its commands")
         train = await emu.invoke_slash(guild.id, channel.id, alice, "train",

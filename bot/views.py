@@ -12,9 +12,9 @@ import re
 
 import discord
 
-from bot import checks, training
+from bot import checks
 from bot.error_handler import guarded, send_ephemeral
-from storage import jobs
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ class CancelJob(discord.ui.DynamicItem[discord.ui.Button], template=r"job:cancel
 
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
-        job = await jobs.cancel(interaction.client.db, job_id=self.job_id, user_id=interaction.user.id)
+        bot = interaction.client
+        job = await lifecycle.cancel_job(bot.db, job_id=self.job_id, user_id=interaction.user.id,
+                                         data_dir=bot.storage.data_dir)
         what = "cancelled" if job.state == "cancelled" else "asked to stop; it stops at the next step"
         await send_ephemeral(interaction, f"Job #{job.id} {what}.")
 
@@ -50,7 +52,7 @@ class ChooseAdapter(discord.ui.DynamicItem[discord.ui.Button],
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = interaction.client
-        subject, label = await training.choose_adapter(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
+        subject, label = await lifecycle.choose_adapter(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
                                                        artifact_id=self.artifact_id, data_dir=bot.storage.data_dir)
         await send_ephemeral(interaction, f"**{subject.name}** now uses {label}. Try it with "
                                           f"`/imagine prompt:{subject.name} in space`.")
@@ -69,7 +71,7 @@ class Discard(discord.ui.DynamicItem[discord.ui.Button], template=r"subject:disc
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = interaction.client
-        subject = await training.discard_trained(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
+        subject = await lifecycle.discard_trained(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
                                                  data_dir=bot.storage.data_dir)
         await send_ephemeral(interaction, f"Discarded what was trained for **{subject.name}**; nothing of it "
                                           "can be used. /forget deletes the photos too.")
@@ -105,17 +107,19 @@ class Review(discord.ui.DynamicItem[discord.ui.Button], template=r"review:(?P<ac
         return cls(match["action"], int(match["subject_id"]))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if checks.is_moderator(interaction):
-            return True
-        await send_ephemeral(interaction, "Only moderators (Manage Server) can review subjects.")
-        return False
+        try:
+            await checks.ensure_moderator(interaction)  # the same rule as every /mod subcommand
+        except checks.Refused as refused:
+            await send_ephemeral(interaction, str(refused.error))
+            return False
+        return True
 
     @guarded
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = interaction.client
-        queued = await training.review(bot.db, subject_id=self.subject_id, guild_id=interaction.guild_id,
-                                       moderator_id=interaction.user.id, approve=self.action == "approve",
-                                       queue=bot.storage.queue)
+        queued = await lifecycle.review(bot.db, subject_id=self.subject_id, guild_id=interaction.guild_id,
+                                        moderator_id=interaction.user.id, approve=self.action == "approve",
+                                        queue=bot.storage.queue, data_dir=bot.storage.data_dir)
         subject = queued.subject
         if queued.job is None:
             text = f"Rejected **{subject.name}** (#{subject.id}) of <@{subject.owner_id}>."
@@ -125,7 +129,7 @@ class Review(discord.ui.DynamicItem[discord.ui.Button], template=r"review:(?P<ac
         await interaction.response.edit_message(content=text, view=None,
                                                 allowed_mentions=discord.AllowedMentions.none())
         verdict = "approved" if queued.job is not None else "rejected"
-        await training.tell_owner(bot.db, subject, f"<@{subject.owner_id}> the moderators {verdict} your subject "
+        await lifecycle.tell_owner(bot.db, subject, f"<@{subject.owner_id}> the moderators {verdict} your subject "
                                   f"**{subject.name}**." + (" Training is queued." if queued.job else ""))
         await bot.audit(f"subject.{verdict}", actor_id=interaction.user.id,
                         fields={"subject": f"#{subject.id} {subject.name}", "owner": f"<@{subject.owner_id}>"})

@@ -1,4 +1,5 @@
-"""Operator commands over the database: `jobs list|show|cancel|retry`, `forget --user`, `db migrate|sweep`."""
+"""Operator commands over the database: `jobs list|show|cancel|retry`, `outbox list|retry`, `forget --user`,
+`db migrate|sweep`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import time
 
 from storage import db as database
-from storage import jobs, migrate, privacy, retention
+from storage import jobs, lifecycle, migrate, outbox, retention
 from storage.config import Config
 
 
@@ -26,6 +27,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         q = jsub.add_parser(name, help=text)
         q.add_argument("job_id", type=int)
         q.set_defaults(func=_run(fn))
+
+    p = sub.add_parser("outbox", help="bot messages Discord keeps refusing: list the parked ones, retry now")
+    osub = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    q = osub.add_parser("list", help="parked messages, one line each (never their payload)")
+    q.add_argument("--guild", type=int)
+    q.add_argument("--limit", type=int, default=50)
+    q.set_defaults(func=_run(_outbox_list))
+    q = osub.add_parser("retry", help="make a waiting message due now and un-park it")
+    which = q.add_mutually_exclusive_group(required=True)
+    which.add_argument("event_id", type=int, nargs="?", help="the message's number from `outbox list`")
+    which.add_argument("--all", action="store_true", help="every parked or backing-off message")
+    q.set_defaults(func=_run(_outbox_retry))
 
     p = sub.add_parser("forget", help="delete everything of a user from disk and database")
     p.add_argument("--user", type=int, required=True, help="the user's Discord id")
@@ -74,20 +87,45 @@ async def _jobs_show(db, args, cfg) -> int:
 
 
 async def _jobs_cancel(db, args, cfg) -> int:
-    job = await jobs.cancel(db, job_id=args.job_id)
+    job = await lifecycle.cancel_job(db, job_id=args.job_id, data_dir=cfg.storage.data_dir)
     print(f"job #{job.id}: " + ("cancelled" if job.state == "cancelled" else "asked to stop; the worker ends it "
                                                                           "at its next step"))
     return 0
 
 
 async def _jobs_retry(db, args, cfg) -> int:
-    job = await jobs.retry(db, job_id=args.job_id)
+    job = await lifecycle.retry_job(db, job_id=args.job_id)
     print(f"job #{job.id} queued again (position {await jobs.queue_position(db, job.id)})")
     return 0
 
 
+async def _outbox_list(db, args, cfg) -> int:
+    parked = await outbox.list_parked(db, guild_id=args.guild, limit=args.limit)
+    t = time.time()
+    for e in parked:
+        print(f"#{e.id:<6} {e.kind:<10} job {e.job_id or '-':<6} guild {e.guild_id or '-':<20} "
+              f"tries {e.attempts:<4} age {_age(t - e.created_at):>6}  {(e.last_error or '')[:80]}")
+    if not parked:
+        print("no parked messages")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+async def _outbox_retry(db, args, cfg) -> int:
+    count = await outbox.retry(db, event_id=None if args.all else args.event_id)
+    print(f"message #{args.event_id} is due now" if not args.all
+          else f"{count} message{'s' if count != 1 else ''} due now")
+    return 0
+
+
 async def _forget(db, args, cfg) -> int:
-    report = await privacy.forget_user(db, user_id=args.user, data_dir=cfg.storage.data_dir)
+    report = await lifecycle.forget_user(db, user_id=args.user, data_dir=cfg.storage.data_dir)
     print(f"deleted {report.summary()}; {report.files_removed} files removed from disk. "
           "A tombstone stays in the audit log.")
     return 0
@@ -101,5 +139,8 @@ async def _migrate(db, args, cfg) -> int:
 
 async def _sweep(db, args, cfg) -> int:
     report = await retention.sweep(db, data_dir=cfg.storage.data_dir, cfg=cfg.storage.retention)
-    print(f"deleted {report.images} generated images and grids and {report.photos} photos past retention")
-    return 0
+    drafts = await lifecycle.expire_drafts(db, data_dir=cfg.storage.data_dir)
+    print(f"deleted {report.images} generated images, grids and checkpoints, {report.photos} photos past "
+          f"retention, {drafts} unconfirmed drafts and {report.orphans} orphaned files"
+          + (f"; {report.errors} could not be deleted (see the log)" if report.errors else ""))
+    return 1 if report.errors else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -61,14 +62,31 @@ async def connect(path: str | Path, *, busy_timeout_ms: int = 5000, run_migratio
 # their transactions take turns, or one's BEGIN would land inside another's.
 _locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
 _write_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, int] = weakref.WeakKeyDictionary()
+# The connections the running task holds a transaction on: a transaction opened inside another on
+# the same connection joins it, so storage functions compose into one atomic change (the lifecycle's).
+_open: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("dreambot_open_transactions",
+                                                                       default=frozenset())
+
+
+def in_transaction(db: aiosqlite.Connection) -> bool:
+    """Whether the running task already holds a transaction on `db`."""
+    return id(db) in _open.get()
 
 
 @contextlib.asynccontextmanager
 async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; one at a time per connection."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception; one at a time per connection.
+
+    Opened while the same task already holds one on `db`, it joins that one: its statements
+    commit or roll back with the outermost transaction.
+    """
+    if in_transaction(db):
+        yield db
+        return
     lock = _locks.setdefault(db, asyncio.Lock())
     async with lock, _process_turn(_write_locks.get(db)):
         await db.execute("BEGIN IMMEDIATE")
+        mark = _open.set(_open.get() | {id(db)})
         try:
             yield db
         except BaseException:
@@ -76,6 +94,8 @@ async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conne
             raise
         else:
             await db.execute("COMMIT")
+        finally:
+            _open.reset(mark)
 
 
 @contextlib.asynccontextmanager
@@ -119,11 +139,14 @@ async def fetch_grouped(db: aiosqlite.Connection, query: str, params=()) -> list
     transaction is durable. A failing statement fails alone (SQLite undoes just that
     statement); a failed commit fails the whole batch.
     """
+    if in_transaction(db):  # part of a larger change: it commits with that one
+        return await fetch_all(db, query, params)
     group = _groups.setdefault(db, _Group())
     done = asyncio.get_running_loop().create_future()
     group.waiting.append((query, tuple(params), done))
     if group.flusher is None or group.flusher.done():
-        group.flusher = asyncio.create_task(_flush(db, group))
+        # A fresh context: the flusher must never believe it is inside its creator's transaction.
+        group.flusher = asyncio.create_task(_flush(db, group), context=contextvars.Context())
     return await done
 
 

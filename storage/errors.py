@@ -68,3 +68,11 @@ class CooldownActive(DreambotError):
     def __init__(self, command: str, retry_after: float):
         super().__init__(f"You used /{command} a moment ago. Try again in {max(1, round(retry_after))} seconds.")
         self.retry_after = retry_after
+
+
+class StopRequested(DreambotError):
+    """A worker tried to record work for a job that was cancelled (by its owner, a revoke, a ban)."""
+
+    def __init__(self, job_id: int):
+        super().__init__(f"job #{job_id} was cancelled; its work is being discarded.")
+        self.job_id = job_id

@@ -68,7 +68,9 @@ def put_blob(data_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
     digest = sha256_bytes(data)
     rel = Path(BLOB_DIR) / digest[:2] / f"{digest}{suffix}"
     target = data_dir / rel
-    if not target.exists():
+    if target.exists():
+        os.utime(target)  # fresh again: the sweep collects only blobs left unused for a while
+    else:
         atomic_write(target, data)
     return digest, rel.as_posix()
 

@@ -223,29 +223,6 @@ async def acknowledge_cancel(db: aiosqlite.Connection, *, job_id: int, lease_tok
     return Job.from_row(row)
 
 
-async def cancel(db: aiosqlite.Connection, *, job_id: int, user_id: int | None = None,
-                 at: float | None = None) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (the worker checks between steps).
-
-    With `user_id`, only that user's job may be cancelled (JobNotFound otherwise).
-    """
-    t = now() if at is None else at
-    async with transaction(db):
-        row = await fetch_one(db, "SELECT * FROM jobs WHERE id = ?", (job_id,))
-        if row is None or (user_id is not None and row["user_id"] != user_id):
-            raise JobNotFound(job_id)
-        if row["state"] == "queued":
-            query = ("UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ? "
-                     "WHERE id = ? AND state = 'queued' RETURNING *")
-            row = await fetch_one(db, query, (t, t, job_id))
-        elif row["state"] == "running":
-            query = "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? RETURNING *"
-            row = await fetch_one(db, query, (t, job_id))
-        else:
-            raise WrongJobState(job_id, row["state"], "cancelled")
-    return Job.from_row(row)
-
-
 async def retry(db: aiosqlite.Connection, *, job_id: int, at: float | None = None) -> Job:
     """Queue a failed, dead or cancelled job again with a fresh set of attempts."""
     t = now() if at is None else at

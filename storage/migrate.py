@@ -38,16 +38,27 @@ async def migrate(db: aiosqlite.Connection, *, upto: str | None = None) -> list[
         if name in done:
             continue
         # executescript commits first, so the transaction is written out in the script itself.
+        # Foreign keys are off while a migration runs (SQLite's way to rebuild a table that others
+        # reference: a DROP would otherwise cascade), and checked before it commits.
+        fk_on = (await (await db.execute("PRAGMA foreign_keys")).fetchone())[0]
+        await db.execute("PRAGMA foreign_keys = OFF")
         try:
             await db.executescript(
                 "BEGIN IMMEDIATE;\n" + sql
-                + f"\nINSERT INTO schema_migrations (name, applied_at) VALUES ('{name}', {time.time()});\nCOMMIT;")
+                + f"\nINSERT INTO schema_migrations (name, applied_at) VALUES ('{name}', {time.time()});\n")
+            broken = await (await db.execute("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"migration {name} leaves {len(broken)} rows pointing at nothing, "
+                                   f"first in table {broken[0][0]}")
+            await db.execute("COMMIT")
         except Exception:
             if db.in_transaction:
                 await db.execute("ROLLBACK")
             if name in await applied(db):  # another process applied it first
                 continue
             raise
+        finally:
+            await db.execute(f"PRAGMA foreign_keys = {'ON' if fk_on else 'OFF'}")
         log.info("applied migration %s", name)
         ran.append(name)
     return ran

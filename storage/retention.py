@@ -1,7 +1,13 @@
-"""Retention: generated images and grids, and the photos of subjects whose training failed, expire.
+"""Retention: what outlives its time is deleted, and files no row points at are collected.
 
-`sweep` is run periodically by the worker and on demand by `dreambot db sweep`. Adapters of
-ready subjects and consents are kept until their owner or a moderator deletes them.
+`sweep` runs periodically in the bot and on demand as `dreambot db sweep`:
+- generated images, and the grids and checkpoints of every job, after `generated_days` (a
+  checkpoint whose adapter its owner chose stays while it is in use);
+- the photos of subjects whose training failed or was cancelled, after `failed_job_photos_days`
+  (a revoked subject's photos went at revocation, storage.lifecycle);
+- orphans: a job's or a subject's folder whose row is gone, and photo blobs no photo uses, left
+  behind by a crash between a commit and its file deletion.
+Each row is handled alone: one that fails is logged and counted, and the sweep goes on.
 """
 
 from __future__ import annotations
@@ -14,48 +20,100 @@ import aiosqlite
 
 from storage import files
 from storage.config import RetentionConfig
-from storage.db import fetch_all, now, transaction
+from storage.db import fetch_all, fetch_one, now, transaction
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
+ORPHAN_GRACE_SECONDS = 3600.0  # a blob younger than this may belong to a draft being written
 
 
 @dataclass(frozen=True)
 class SweepReport:
-    images: int
+    images: int  # generated images, grids and checkpoints
     photos: int
+    orphans: int
+    errors: int
 
 
 async def sweep(db: aiosqlite.Connection, *, data_dir: Path, cfg: RetentionConfig,
                 at: float | None = None) -> SweepReport:
-    """Delete what has outlived its retention period; returns how many images and photos went."""
+    """Delete what has outlived its retention period, and orphaned files; never raises for one bad row."""
     t = now() if at is None else at
+    data_dir = Path(data_dir)
+    errors = [0]
     images = photos = 0
     if cfg.generated_days:
         query = """
-            DELETE FROM artifacts
-            WHERE kind IN ('image', 'grid') AND created_at < ?
-              AND job_id IN (SELECT id FROM jobs WHERE kind = 'generate')
-            RETURNING path
+            SELECT id, path FROM artifacts AS a
+            WHERE kind IN ('image', 'grid', 'checkpoint') AND created_at < ?
+              AND NOT EXISTS (SELECT 1 FROM artifacts AS chosen JOIN subjects AS s ON s.adapter_artifact_id = chosen.id
+                              WHERE json_extract(chosen.meta, '$.from_checkpoint') = a.id)
+            ORDER BY id
         """
-        async with transaction(db):
-            rows = await fetch_all(db, query, (t - cfg.generated_days * DAY,))
-        for row in rows:
-            files.remove(data_dir, row["path"])
-        images = len(rows)
+        for row in await fetch_all(db, query, (t - cfg.generated_days * DAY,)):
+            images += await _one(errors, _delete_artifact(db, data_dir, row["id"], row["path"]), row["path"])
     if cfg.failed_job_photos_days:
         query = """
-            DELETE FROM photos
-            WHERE subject_id IN (SELECT id FROM subjects WHERE state IN ('failed', 'rejected') AND updated_at < ?)
-            RETURNING path
+            SELECT p.id, p.path FROM photos AS p JOIN subjects AS s ON s.id = p.subject_id
+            WHERE s.state IN ('failed', 'cancelled') AND s.updated_at < ? ORDER BY p.id
         """
-        async with transaction(db):
-            rows = await fetch_all(db, query, (t - cfg.failed_job_photos_days * DAY,))
-        still_used = {r["path"] for r in await fetch_all(db, "SELECT path FROM photos")}
-        for row in rows:
-            if row["path"] not in still_used:  # blobs are shared by content
-                files.remove(data_dir, row["path"])
-        photos = len(rows)
-    if images or photos:
-        log.info("retention sweep deleted %d generated images and %d photos", images, photos)
-    return SweepReport(images=images, photos=photos)
+        for row in await fetch_all(db, query, (t - cfg.failed_job_photos_days * DAY,)):
+            photos += await _one(errors, _delete_photo(db, data_dir, row["id"], row["path"]), row["path"])
+    orphans = await _collect_orphans(db, data_dir, errors, at=t)
+    if images or photos or orphans or errors[0]:
+        log.info("retention sweep deleted %d generated files, %d photos and %d orphans; %d errors",
+                 images, photos, orphans, errors[0])
+    return SweepReport(images=images, photos=photos, orphans=orphans, errors=errors[0])
+
+
+async def _one(errors: list[int], work, what: str) -> int:
+    try:
+        return int(bool(await work))
+    except Exception:
+        log.exception("retention sweep could not delete %s; going on", what)
+        errors[0] += 1
+        return 0
+
+
+async def _delete_artifact(db: aiosqlite.Connection, data_dir: Path, artifact_id: int, path: str) -> bool:
+    async with transaction(db):
+        await db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
+    files.remove(data_dir, path)
+    return True
+
+
+async def _delete_photo(db: aiosqlite.Connection, data_dir: Path, photo_id: int, path: str) -> bool:
+    async with transaction(db):
+        await db.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
+        still = await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (path,))
+    if still is None:  # blobs are shared by content
+        files.remove(data_dir, path)
+    return True
+
+
+async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, errors: list[int], *, at: float) -> int:
+    found = 0
+    for folder, table in (("jobs", "jobs"), ("subjects", "subjects")):
+        root = data_dir / folder
+        if not root.is_dir():
+            continue
+        known = {r[0] for r in await fetch_all(db, f"SELECT id FROM {table}")}
+        for entry in root.iterdir():
+            if entry.name.isdigit() and int(entry.name) not in known:
+                found += await _one(errors, _remove(data_dir, f"{folder}/{entry.name}"), entry.name)
+    blobs = data_dir / files.BLOB_DIR
+    if blobs.is_dir():
+        used = {r[0] for r in await fetch_all(db, "SELECT DISTINCT path FROM photos")}
+        for blob in blobs.glob("*/*"):
+            rel = blob.relative_to(data_dir).as_posix()
+            if rel not in used and not blob.name.startswith(".tmp-") and blob.stat().st_mtime < at - ORPHAN_GRACE_SECONDS:
+                # checked again right before deleting: a photo may have been attached since the listing
+                if await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (rel,)) is None:
+                    found += await _one(errors, _remove(data_dir, rel), rel)
+    return found
+
+
+async def _remove(data_dir: Path, rel: str) -> bool:
+    return files.remove(data_dir, rel)
+
+

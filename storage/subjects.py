@@ -11,7 +11,9 @@ import aiosqlite
 from storage.db import fetch_all, fetch_one, now, transaction
 from storage.errors import SubjectError
 
-STATES = ("draft", "pending_review", "queued", "training", "ready", "failed", "rejected", "revoked")
+# The states and their transitions are storage.lifecycle's; this module only reads subjects.
+STATES = ("draft", "consented", "queued", "training", "trained", "failed", "cancelled", "revoked")
+LIVE = ("draft", "consented", "queued", "training", "trained")  # hold their name and token
 
 # Rare identifier tokens: short strings the base model has almost no prior for, each a single
 # CLIP token, so "a photo of sks dog" binds the subject to the token (DreamBooth, section 4.2).
@@ -60,6 +62,7 @@ class Photo:
     height: int
     findings: list[str]
     created_at: float
+    size_bytes: int = 0
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Photo:
@@ -81,30 +84,6 @@ def normalize_class_noun(noun: str) -> str:
     if not re.fullmatch(r"[a-z][a-z \-]{0,31}", cleaned):
         raise SubjectError(f"{noun!r} can't be a class noun: use a plain word such as dog, cat, mug or person.")
     return cleaned
-
-
-async def create(db: aiosqlite.Connection, *, owner_id: int, guild_id: int | None, name: str,
-                 class_noun: str) -> Subject:
-    """A new draft subject with a rare token no other subject of this owner uses."""
-    name, class_noun = normalize_name(name), normalize_class_noun(class_noun)
-    t = now()
-    async with transaction(db):
-        clash = await fetch_one(db, "SELECT state FROM subjects WHERE owner_id = ? AND guild_id IS ? AND name = ?",
-                                (owner_id, guild_id, name))
-        if clash is not None:
-            raise SubjectError(f"You already have a subject called {name!r} ({clash['state']}). "
-                               "Pick another name, or delete the old one with /forget.")
-        used = {r[0] for r in await fetch_all(db, "SELECT token FROM subjects WHERE owner_id = ?", (owner_id,))}
-        token = next((tok for tok in RARE_TOKENS if tok not in used), None)
-        if token is None:
-            raise SubjectError(f"You have {len(used)} subjects, the most one person may keep. "
-                               "Delete one with /forget before training another.")
-        query = """
-            INSERT INTO subjects (owner_id, guild_id, name, token, class_noun, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *
-        """
-        row = await fetch_one(db, query, (owner_id, guild_id, name, token, class_noun, t, t))
-    return Subject(**dict(row))
 
 
 async def get(db: aiosqlite.Connection, subject_id: int) -> Subject:
@@ -135,17 +114,17 @@ async def list_for_guild(db: aiosqlite.Connection, guild_id: int, *, state: str 
 
 
 async def add_photo(db: aiosqlite.Connection, *, subject_id: int, sha256: str, path: str, width: int, height: int,
-                    findings: list[str] | tuple[str, ...] = ()) -> Photo:
+                    findings: list[str] | tuple[str, ...] = (), size_bytes: int = 0) -> Photo:
     """Attach a stored photo; the same photo twice in one subject is refused."""
     query = """
-        INSERT INTO photos (subject_id, position, sha256, path, width, height, findings, created_at)
-        VALUES (?, (SELECT coalesce(max(position), 0) + 1 FROM photos WHERE subject_id = ?), ?, ?, ?, ?, ?, ?)
+        INSERT INTO photos (subject_id, position, sha256, path, width, height, findings, created_at, size_bytes)
+        VALUES (?, (SELECT coalesce(max(position), 0) + 1 FROM photos WHERE subject_id = ?), ?, ?, ?, ?, ?, ?, ?)
         RETURNING *
     """
     try:
         async with transaction(db):
             row = await fetch_one(db, query, (subject_id, subject_id, sha256, path, width, height,
-                                              json.dumps(list(findings)), now()))
+                                              json.dumps(list(findings)), now(), size_bytes))
     except aiosqlite.IntegrityError:
         raise SubjectError("That photo is already part of this subject: send a different one.") from None
     return Photo.from_row(row)
@@ -156,34 +135,7 @@ async def photos(db: aiosqlite.Connection, subject_id: int) -> list[Photo]:
     return [Photo.from_row(r) for r in rows]
 
 
-async def set_state(db: aiosqlite.Connection, *, subject_id: int, state: str) -> Subject:
-    if state not in STATES:
-        raise ValueError(f"unknown subject state {state!r}")
-    async with transaction(db):
-        row = await fetch_one(db, "UPDATE subjects SET state = ?, updated_at = ? WHERE id = ? RETURNING *",
-                              (state, now(), subject_id))
-    if row is None:
-        raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
-    return Subject(**dict(row))
-
-
-async def set_adapter(db: aiosqlite.Connection, *, subject_id: int, artifact_id: int | None) -> Subject:
-    """Point the subject at the adapter to use (the final one, or an earlier checkpoint's)."""
-    query = "UPDATE subjects SET adapter_artifact_id = ?, updated_at = ? WHERE id = ? RETURNING *"
-    async with transaction(db):
-        row = await fetch_one(db, query, (artifact_id, now(), subject_id))
-    if row is None:
-        raise SubjectError(f"Subject #{subject_id} does not exist (it may have been deleted).")
-    return Subject(**dict(row))
-
-
-async def transition(db: aiosqlite.Connection, *, subject_id: int, from_states: tuple[str, ...],
-                     to: str) -> Subject | None:
-    """Move the subject to `to` only if it is in one of `from_states` (atomic); None if it was not."""
-    if to not in STATES or not set(from_states) <= set(STATES):
-        raise ValueError(f"unknown subject state in {from_states!r} -> {to!r}")
-    marks = ",".join("?" * len(from_states))
-    query = f"UPDATE subjects SET state = ?, updated_at = ? WHERE id = ? AND state IN ({marks}) RETURNING *"
-    async with transaction(db):
-        row = await fetch_one(db, query, (to, now(), subject_id, *from_states))
-    return Subject(**dict(row)) if row else None
+async def drafts(db: aiosqlite.Connection) -> list[Subject]:
+    """Every draft subject, oldest first (their consent buttons are re-registered at start-up)."""
+    rows = await fetch_all(db, "SELECT * FROM subjects WHERE state = 'draft' ORDER BY id")
+    return [Subject(**dict(r)) for r in rows]

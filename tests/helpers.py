@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import discord
 
@@ -31,3 +33,58 @@ async def running(
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+# --- subjects through storage.lifecycle, as the bot and the worker make them ------------------------
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """What storage.lifecycle keeps of a cleaned photo (the fields of storage.photos.CleanPhoto it reads)."""
+    data: bytes
+    suffix: str = ".jpg"
+    width: int = 512
+    height: int = 512
+    findings: tuple[str, ...] = ()
+
+
+def photos(n: int = 3, *, seed: int = 0, size: int = 1000) -> list[StoredPhoto]:
+    """n distinct stand-in photos of `size` bytes (their bytes are never decoded by storage)."""
+    return [StoredPhoto(data=bytes([seed % 256, i]) * (size // 2)) for i in range(n)]
+
+
+async def draft(db, data_dir: Path, *, owner_id: int = 1, guild_id: int | None = 9, name: str = "rex",
+                class_noun: str = "dog", n_photos: int = 3, limits=None, channel_id: int | None = 5):
+    from storage import lifecycle
+
+    return await lifecycle.create_draft(db, owner_id=owner_id, guild_id=guild_id, channel_id=channel_id, name=name,
+                                        class_noun=class_noun, preset=None, photos=photos(n_photos, seed=owner_id),
+                                        data_dir=data_dir, limits=limits or lifecycle.Limits())
+
+
+async def consented(db, data_dir: Path, *, queue=None, review: bool = True, **kw):
+    """A subject whose owner consented: held (`review`) or queued; returns lifecycle.Queued."""
+    from storage import lifecycle
+    from storage.config import QueueConfig
+
+    subject = await draft(db, data_dir, **kw)
+    return await lifecycle.confirm(db, subject_id=subject.id, user_id=subject.owner_id, queue=queue or QueueConfig(),
+                                   review_required=review)
+
+
+async def trained(db, data_dir: Path, *, queue=None, **kw):
+    """A subject trained to the end by a simulated worker: its adapter recorded and in use."""
+    from storage import jobs, lifecycle
+
+    queued = await consented(db, data_dir, queue=queue, review=False, **kw)
+    job = await jobs.claim(db, worker_id="sim", lease_seconds=60, kinds=("train",))
+    assert job is not None and job.id == queued.job.id
+    await lifecycle.begin_training(db, job_id=job.id, lease_token=job.lease_token)
+    adapter = f"subjects/{job.subject_id}/job-{job.id}-adapter"
+    kohya = f"subjects/{job.subject_id}/job-{job.id}-kohya.safetensors"
+    (data_dir / adapter).mkdir(parents=True, exist_ok=True)
+    (data_dir / adapter / "pytorch_lora_weights.safetensors").write_bytes(b"weights")
+    (data_dir / kohya).write_bytes(b"kohya")
+    subject, _ = await lifecycle.finish_training(db, job_id=job.id, lease_token=job.lease_token, adapter_path=adapter,
+                                                 kohya_path=kohya, meta={"steps": 1}, result={"steps": 1},
+                                                 data_dir=data_dir, gpu_seconds=1.0)
+    return subject

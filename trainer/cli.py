@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import shutil
 import signal
 import sys
@@ -35,6 +34,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--preset", help="quick, balanced or faces (default: config)")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--out", type=Path, help="copy the adapter, the kohya file and the grids here")
+    p.add_argument("--consent", action="store_true",
+                   help="confirm the consent text (printed) without being asked; recorded with you, the local "
+                        "operator, as the one who consented")
     p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
     p.set_defaults(func=cmd_train)
 
@@ -85,48 +87,34 @@ def cmd_train(args, cfg) -> int:
 
 
 async def _train(args, cfg) -> int:
+    from storage import consent, files, intake, jobs, lifecycle
     from storage import db as storage_db
-    from storage import jobs, photos, subjects
+    from storage.errors import ConsentError
 
     st = cfg.storage
+    uploads = [intake.Upload(label=path.name, filename=path.name, content_type=None, data=path.read_bytes())
+               for path in args.photos]
+    found = intake.inspect(uploads, st.photos, check_count=False)
+    if found.refused:
+        raise found.refusal()
+    for line in found.lines:
+        print(f"photo {line}")
+    given = args.consent or _ask_consent(consent.text_for(name=subjects_name(args.name),
+                                                         class_noun=args.class_noun.strip().lower()))
+    params = {"preset": args.preset or cfg.trainer.default_preset, "steps": args.steps, "model": args.model}
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
-        subject = await subjects.find(db, owner_id=LOCAL_USER_ID, name=args.name, guild_id=None)
-        if subject is None:
-            subject = await subjects.create(db, owner_id=LOCAL_USER_ID, guild_id=None, name=args.name,
-                                            class_noun=args.class_noun)
-            print(f"new subject {subject.name!r}: trained as '{subject.instance_prompt}'")
-        elif subject.class_noun != subjects.normalize_class_noun(args.class_noun):
-            print(f"subject {subject.name!r} is a {subject.class_noun}, not a {args.class_noun}: "
-                  "use another --name", file=sys.stderr)
-            return 1
-        cleaned = []
-        for path in args.photos:
-            clean = photos.inspect_photo(path.read_bytes(), filename=path.name, content_type=None,
-                                         limits=st.photos)
-            for finding in clean.findings:
-                print(f"warning: {path.name}: {finding}")
-            cleaned.append(clean)
-        for i, j, _ in photos.check_set(cleaned, st.photos):
-            print(f"warning: {args.photos[j].name} looks like a near-duplicate of {args.photos[i].name}")
-        have = {p.sha256 for p in await subjects.photos(db, subject.id)}
-        hashes = []
-        for clean in cleaned:
-            sha, rel = photos.store_photo(Path(st.data_dir), clean)
-            hashes.append(sha)
-            if sha not in have:
-                await subjects.add_photo(db, subject_id=subject.id, sha256=sha, path=rel, width=clean.width,
-                                         height=clean.height, findings=list(clean.findings))
-                have.add(sha)
-
-        params = {"preset": args.preset or cfg.trainer.default_preset, "steps": args.steps, "model": args.model}
-        recipe = json.dumps({"subject": subject.id, "photos": sorted(have), "params": params}, sort_keys=True)
+        photos = found.accepted
+        recipe = json.dumps({"name": args.name, "photos": sorted(files.sha256_bytes(p.data) for p in photos),
+                             "params": params}, sort_keys=True)
         key = "cli-train-" + hashlib.sha256(recipe.encode()).hexdigest()[:24]
-        job = await jobs.enqueue(db, kind="train", user_id=LOCAL_USER_ID, params=params, cfg=st.queue,
-                                 subject_id=subject.id, idempotency_key=key)
-        if job.state in ("failed", "dead", "cancelled"):
-            job = await jobs.retry(db, job_id=job.id)
-        if job.state != "succeeded":
-            await subjects.set_state(db, subject_id=subject.id, state="queued")
+        try:
+            subject, job = await lifecycle.local_training(
+                db, owner_id=LOCAL_USER_ID, name=args.name, class_noun=args.class_noun, photos=photos, params=params,
+                idempotency_key=key, consent_given=given, queue=st.queue, data_dir=Path(st.data_dir))
+        except ConsentError as exc:
+            print(f"dreambot: {exc}", file=sys.stderr)
+            return 1
+        print(f"subject {subject.name!r}: trained as '{subject.instance_prompt}'")
         if job.state == "running":
             print(f"job #{job.id} was running when its last worker stopped; it resumes once that lease "
                   f"expires (at most {st.queue.lease_seconds} s)")
@@ -200,17 +188,30 @@ def cmd_imagine(args, cfg) -> int:
     return asyncio.run(_imagine_subject(args, cfg))
 
 
-def substitute(prompt: str, *, name: str | None, token: str, class_noun: str) -> str:
-    """'{subject}' (and the subject's name, as a whole word) become the trained words, e.g. 'sks dog'."""
-    words = f"{token} {class_noun}"
-    text = prompt.replace("{subject}", words)
-    if name:
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", words, text, flags=re.IGNORECASE)
-    return text
+def subjects_name(name: str) -> str:
+    from storage.subjects import normalize_name
+
+    return normalize_name(name)
+
+
+def _ask_consent(text: str) -> bool:
+    """Show the consent text; only an interactive 'yes' gives it (no terminal: no consent)."""
+    print(text.replace("/subjects, /export and /forget", "`dreambot forget --user 0`"))
+    if not sys.stdin.isatty():
+        return False
+    return input("Type yes to confirm: ").strip().lower() in ("y", "yes")
+
+
+def substitute(prompt: str, subject) -> str:
+    """The prompt the worker receives, by the bot's own rule (storage.prompts): the subject's name, or
+    '{subject}', becomes its identifier and class ('sks dog')."""
+    from storage import prompts
+
+    return prompts.expand(prompt.replace("{subject}", subject.name), [subject], subject).text
 
 
 async def _imagine_subject(args, cfg) -> int:
-    from storage import artifacts, jobs, subjects
+    from storage import artifacts, jobs, lifecycle, subjects
     from storage import db as storage_db
     from storage.files import resolve
 
@@ -220,11 +221,12 @@ async def _imagine_subject(args, cfg) -> int:
         if subject is None:
             print(f"no subject called {args.subject!r}: train it first with `dreambot train`", file=sys.stderr)
             return 1
-        prompt = substitute(args.prompt, name=subject.name, token=subject.token, class_noun=subject.class_noun)
-        params = {"prompt": prompt, "subject_ids": [subject.id], "n": args.n, "seed": args.seed,
-                  "steps": args.steps, "guidance": args.guidance}
-        job = await jobs.enqueue(db, kind="generate", user_id=LOCAL_USER_ID, params=params, cfg=st.queue,
-                                 subject_id=subject.id)
+        request = lifecycle.ImageRequest(user_id=LOCAL_USER_ID, guild_id=None, channel_id=None,
+                                         prompt=args.prompt.replace("{subject}", subject.name),
+                                         subject_name=subject.name, count=args.n, seed=args.seed,
+                                         guidance=args.guidance, steps=args.steps)
+        queued = await lifecycle.queue_images(db, request, queue=st.queue)
+        job, prompt = queued.job, queued.prompt
     await _run_local(cfg, job.id, "generating")
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
         job = await jobs.get(db, job.id)
@@ -247,7 +249,13 @@ def _imagine_from_folder(args, cfg, folder: Path) -> int:
     if not meta.get("token"):
         print(f"{folder} has no dreambot metadata (token, class): is it an adapter folder?", file=sys.stderr)
         return 1
-    prompt = substitute(args.prompt, name=None, token=meta["token"], class_noun=meta["class_noun"])
+    from storage.subjects import Subject
+
+    # An adapter folder has no subject row: it is called "subject" here, as in '{subject} on the moon'.
+    loose = Subject(id=0, owner_id=0, guild_id=None, name="subject", token=meta["token"],
+                    class_noun=meta["class_noun"], state="trained", adapter_artifact_id=0, created_at=0.0,
+                    updated_at=0.0)
+    prompt = substitute(args.prompt, loose)
     source = args.model or meta.get("base_model") or cfg.trainer.base_model
     runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
     generator = ImageGenerator(models.load_pipeline(source, runtime))

@@ -8,7 +8,13 @@ and two interleaved on one connection would collide.
 Failures are caught in one place (`_run_job`): the job is marked failed with a short reason
 (input errors for good, anything else to be retried), the traceback goes to the log, GPU
 memory is freed, and the worker polls on. SIGTERM asks a running training to checkpoint and
-gives the job back to the queue (`jobs.release`), so the next worker resumes it.
+gives the job back to the queue, so the next worker resumes it.
+
+Every state change goes through storage.lifecycle, and every write names the job's lease token.
+A watcher reads the job every STOP_POLL_SECONDS: a cancel, revoke, ban or /forget stops training
+between steps and generation between images. What the stopped job made is deleted: by
+`lifecycle.job_stopped`, or here when the job's row is gone (a forgotten user). A database that
+stays locked is waited out with a backoff, never fatal.
 """
 
 from __future__ import annotations
@@ -17,22 +23,25 @@ import asyncio
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import artifacts, jobs, outbox, subjects, usage
+from storage import artifacts, jobs, lifecycle, subjects
 from storage import db as storage_db
 from storage.config import StorageConfig, TrainerSettings
-from storage.errors import DreambotError, LeaseLost
+from storage.errors import DreambotError, LeaseLost, StopRequested
 from storage.files import resolve
 from trainer.errors import InputError, OutOfMemory, TrainerError
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVENT_SECONDS = 15.0  # outbox progress events at most this often per job (the bot edits a message)
+STOP_POLL_SECONDS = 2.0  # how often a running job's row is read for a cancel, revoke, ban or /forget
+BUSY_BACKOFF_SECONDS = (0.5, 30.0)  # first and longest wait when the database stays locked
 MAX_SUBJECTS_PER_PROMPT = 2
 Listener = Callable[[str, dict], None]  # (event kind, payload): every event and progress report, for the CLI
 
@@ -91,18 +100,33 @@ class Worker:
         async with storage_db.connect(self.storage.database, busy_timeout_ms=self.storage.busy_timeout_ms) as db:
             self.db = db
             log.info("worker %s polling for %s jobs", self.worker_id, ", ".join(self.kinds))
+            busy = BUSY_BACKOFF_SECONDS[0]
             while not self._shutdown.is_set():
-                if until_job is not None and (await self._call(jobs.get, until_job)).state in jobs.FINAL:
-                    return
-                await self._call(jobs.reap_expired)
-                job = await self._call(jobs.claim, worker_id=self.worker_id,
-                                       lease_seconds=self.storage.queue.lease_seconds, kinds=self.kinds)
+                try:
+                    if until_job is not None and await self._finished(until_job):
+                        return
+                    await self._call(lifecycle.reap, data_dir=self.data_dir)
+                    job = await self._call(jobs.claim, worker_id=self.worker_id,
+                                           lease_seconds=self.storage.queue.lease_seconds, kinds=self.kinds)
+                except sqlite3.OperationalError as exc:  # "database is locked": wait it out, never die
+                    log.warning("database busy (%s); trying again in %.1f s", exc, busy)
+                    await self._sleep(busy)
+                    busy = min(busy * 2, BUSY_BACKOFF_SECONDS[1])
+                    continue
+                busy = BUSY_BACKOFF_SECONDS[0]
                 if job is None:
                     if idle_exit:
                         return
                     await self._sleep(self.settings.poll_seconds)
                     continue
                 await self._run_job(job)
+
+    async def _finished(self, job_id: int) -> bool:
+        """Whether the job has ended (in any final state, or deleted with a forgotten user)."""
+        try:
+            return (await self._call(jobs.get, job_id)).state in jobs.FINAL
+        except DreambotError:
+            return True
 
     def request_shutdown(self) -> None:
         """SIGTERM/SIGINT: stop claiming; a running training checkpoints and is released to the queue."""
@@ -132,10 +156,6 @@ class Worker:
             raise RuntimeError("_call_from_thread called on the event loop's own thread: it would deadlock")
         return asyncio.run_coroutine_threadsafe(self._call(fn, *args, **kwargs), self._loop).result()
 
-    async def _post(self, job, kind: str, payload: dict) -> None:
-        await self._call(outbox.post, kind=kind, payload=payload, job_id=job.id, user_id=job.user_id,
-                         guild_id=job.guild_id, channel_id=job.channel_id)
-        self._tell(kind, payload)
 
     def _tell(self, kind: str, payload: dict) -> None:
         if self.listener is not None:
@@ -150,61 +170,98 @@ class Worker:
         flags = self._current = _Flags()
         if self._shutdown.is_set():
             flags.shutdown.set()
-        beat = asyncio.create_task(self._heartbeat(job, flags))
-        started, images = time.monotonic(), 0
+        watch = asyncio.create_task(self._watch(job, flags))
+        started = time.monotonic()
         log.info("job %d (%s) claimed, attempt %d", job.id, job.kind, job.attempts)
         try:
             if job.kind == "train":
-                await self._train(job, flags)
+                await self._train(job, flags, started)
             elif job.kind == "generate":
-                images = await self._generate(job, flags)
+                await self._generate(job, flags, started)
             else:
                 raise InputError(f"this worker cannot run {job.kind!r} jobs")
+        except StopRequested:  # a write was refused: the job was cancelled, revoked or its owner banned
+            flags.cancel.set()
+            await self._stopped(job, flags, started)
+        except InterruptedError:  # generation told to stop between images (flags say why)
+            await self._stopped(job, flags, started)
         except LeaseLost:
-            log.warning("job %d: lease lost, another worker owns it now; dropping it", job.id)
+            await self._lost(job)
         except Exception as exc:
             log.exception("job %d failed", job.id)
-            await self._fail(job, exc)
+            await self._fail(job, exc, started)
         finally:
-            beat.cancel()
+            watch.cancel()
             self._current = None
             await self._free_memory()
-            try:
-                await self._call(usage.record, user_id=job.user_id, guild_id=job.guild_id, subject_id=job.subject_id,
-                                 job_id=job.id, kind=job.kind, gpu_seconds=time.monotonic() - started, images=images)
-            except Exception:
-                log.exception("job %d: could not record usage", job.id)
 
-    async def _fail(self, job, exc: BaseException) -> None:
+    async def _fail(self, job, exc: BaseException, started: float) -> None:
         reason = short_reason(exc)
         try:
-            after = await self._call(jobs.fail, job_id=job.id, lease_token=job.lease_token, error=reason,
-                                     retryable=is_retryable(exc), cfg=self.storage.queue)
+            after = await self._call(lifecycle.fail_job, job_id=job.id, lease_token=job.lease_token, error=reason,
+                                     retryable=is_retryable(exc), queue=self.storage.queue,
+                                     gpu_seconds=time.monotonic() - started)
         except LeaseLost:
+            await self._lost(job)
             return
-        if after.state in ("failed", "dead"):
-            await self._post(job, "failed", {"job_id": job.id, "error": reason})
-            if job.kind == "train" and job.subject_id is not None:
-                await self._set_subject_state(job.subject_id, "failed")
-        else:
-            self._tell("retry", {"job_id": job.id, "error": reason, "run_after": after.run_after})
+        self._tell("failed" if after.state in ("failed", "dead") else "retry",
+                   {"job_id": job.id, "error": reason, "run_after": after.run_after})
 
-    async def _heartbeat(self, job, flags: _Flags) -> None:
-        """Renew the lease every lease_seconds / 3 and pass cancellation on to the running work."""
-        every = self.storage.queue.lease_seconds / 3
+    async def _stopped(self, job, flags: _Flags, started: float) -> None:
+        """A run that stopped between steps or images: cancelled, shutting down, or its lease lost."""
+        try:
+            if flags.lease_lost.is_set():
+                raise LeaseLost(job.id)
+            if not flags.cancel.is_set():
+                try:
+                    await self._call(lifecycle.release_job, job_id=job.id, lease_token=job.lease_token)
+                    log.info("job %d released for another worker (shutdown)", job.id)
+                    return
+                except StopRequested:  # cancelled while it was stopping
+                    pass
+            await self._call(lifecycle.job_stopped, job_id=job.id, lease_token=job.lease_token,
+                             data_dir=self.data_dir, gpu_seconds=time.monotonic() - started)
+            self._tell("cancelled", {"job_id": job.id})
+            log.info("job %d cancelled; what it made is deleted", job.id)
+        except LeaseLost:
+            await self._lost(job)
+
+    async def _lost(self, job) -> None:
+        """The job is no longer ours. If its row is gone (its user was forgotten), delete what we made."""
+        try:
+            gone = not await self._call(lifecycle.job_exists, job.id)
+        except Exception:
+            log.exception("job %d: could not check whether it still exists", job.id)
+            return
+        if gone:
+            removed = await asyncio.to_thread(lifecycle.remove_files, self.data_dir, lifecycle.job_paths(job))
+            log.info("job %d was deleted while it ran; removed %d of its outputs", job.id, removed)
+        else:
+            log.warning("job %d: lease lost, another worker owns it now; dropping it", job.id)
+
+    async def _watch(self, job, flags: _Flags) -> None:
+        """Read the job every STOP_POLL_SECONDS (a cancel, revoke, ban or /forget stops the work) and
+        renew its lease every lease_seconds / 3."""
+        lease = self.storage.queue.lease_seconds
+        every = min(STOP_POLL_SECONDS, lease / 3)
+        last_beat = time.monotonic()
         while True:
             await asyncio.sleep(every)
             try:
-                beat = await self._call(jobs.heartbeat, job_id=job.id, lease_token=job.lease_token,
-                                        lease_seconds=self.storage.queue.lease_seconds)
+                reason = await self._call(lifecycle.stop_reason, job_id=job.id, lease_token=job.lease_token)
+                if reason is None and time.monotonic() - last_beat >= lease / 3:
+                    await self._call(jobs.heartbeat, job_id=job.id, lease_token=job.lease_token, lease_seconds=lease)
+                    last_beat = time.monotonic()
             except LeaseLost:
-                log.warning("job %d: lease lost during the run", job.id)
+                reason = "lost"
+            except Exception:  # a busy database: try again next round, the lease has slack
+                log.exception("job %d: lease check failed", job.id)
+                continue
+            if reason == "lost":
+                log.warning("job %d: lease lost or job deleted during the run", job.id)
                 flags.lease_lost.set()
                 return
-            except Exception:  # a busy database: try again next beat, the lease has slack
-                log.exception("job %d: heartbeat failed", job.id)
-                continue
-            if beat.cancel_requested and not flags.cancel.is_set():
+            if reason == "cancel" and not flags.cancel.is_set():
                 log.info("job %d: cancellation requested", job.id)
                 flags.cancel.set()
 
@@ -212,12 +269,6 @@ class Worker:
         from trainer.train import free_memory
 
         await asyncio.to_thread(free_memory)
-
-    async def _set_subject_state(self, subject_id: int, state: str) -> None:
-        try:
-            await self._call(subjects.set_state, subject_id=subject_id, state=state)
-        except DreambotError:
-            log.warning("subject %d is gone; state %s not recorded", subject_id, state)
 
     # --- the base model, shared by training and generation ---------------------------------------
 
@@ -238,18 +289,15 @@ class Worker:
 
     # --- training ---------------------------------------------------------------------------------
 
-    async def _train(self, job, flags: _Flags) -> None:
+    async def _train(self, job, flags: _Flags, started: float) -> None:
         from trainer import config as train_config
         from trainer import train
 
-        subject = await self._call(subjects.get, job.subject_id)
-        if subject.state in ("revoked", "rejected"):
-            raise InputError(f"This subject is {subject.state}, so it cannot be trained.")
+        subject = await self._call(lifecycle.begin_training, job_id=job.id, lease_token=job.lease_token)
         photos = await self._call(subjects.photos, subject.id)
         if not photos:
             raise InputError("This subject has no photos: add some, then train again.")
         cfg = train_config.resolve(self.settings, job.params, token=subject.token, class_noun=subject.class_noun)
-        await self._set_subject_state(subject.id, "training")
         pipe = await self._base(cfg.base_model)
         self._images.unload_all()  # training needs the plain base model
 
@@ -257,7 +305,7 @@ class Worker:
         try:
             class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
         except InterruptedError:
-            await self._stopped(job, flags, subject.id)
+            await self._stopped(job, flags, started)
             return
         out_dir = self.data_dir / "jobs" / str(job.id)
         subject_dir = self.data_dir / "subjects" / str(subject.id)
@@ -269,52 +317,19 @@ class Worker:
             metadata={"photo_sha256": [p.sha256 for p in photos], "subject_id": subject.id, "job_id": job.id},
             callbacks=callbacks)
         if result.stopped:
-            await self._stopped(job, flags, subject.id)
+            await self._stopped(job, flags, started)
             return
 
-        subject = await self._call(subjects.get, subject.id)
-        if subject.state in ("revoked", "rejected"):  # revoked while training: keep nothing
-            for path in (result.adapter_dir, result.kohya_path):
-                await asyncio.to_thread(_remove, path)
-            raise InputError(f"This subject was {subject.state} during training; its adapter was deleted.")
         rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
-        common = {"job_id": job.id, "subject_id": subject.id, "user_id": subject.owner_id, "data_dir": self.data_dir}
         meta = {"steps": result.step, "preset": cfg.preset, "rank": cfg.rank, "base_model": cfg.base_model}
-        adapter = await self._call(artifacts.record, kind="adapter", path=rel(result.adapter_dir), meta=meta, **common)
-        kohya = await self._call(artifacts.record, kind="adapter_kohya", path=rel(result.kohya_path), meta=meta,
-                                 **common)
-        await self._call(subjects.set_adapter, subject_id=subject.id, artifact_id=adapter.id)
-        await self._set_subject_state(subject.id, "ready")
-        # from storage, not memory: an earlier attempt of this job may have made some of them
-        checkpoints = await self._call(artifacts.for_job, job.id, "checkpoint")
-        grids = await self._call(artifacts.for_job, job.id, "grid")
-        result_payload = {
-            "subject_id": subject.id, "adapter_artifact_id": adapter.id, "kohya_artifact_id": kohya.id,
-            "grid_artifact_id": grids[-1].id if grids else None, "steps": result.step,
-            "seconds": round(result.seconds, 1), "resumed_from": result.resumed_from,
-            "checkpoints": [{"step": a.meta.get("step"), "artifact_id": a.id} for a in checkpoints],
-            "config": result.config.to_json()}
-        await self._call(jobs.complete, job_id=job.id, lease_token=job.lease_token, result=result_payload)
-        await self._post(job, "train_done", {
-            k: result_payload[k] for k in ("subject_id", "adapter_artifact_id", "kohya_artifact_id",
-                                           "grid_artifact_id", "checkpoints")} | {"job_id": job.id})
+        summary = {"steps": result.step, "seconds": round(result.seconds, 1), "resumed_from": result.resumed_from,
+                   "config": result.config.to_json()}
+        subject, _ = await self._call(lifecycle.finish_training, job_id=job.id, lease_token=job.lease_token,
+                                      adapter_path=rel(result.adapter_dir), kohya_path=rel(result.kohya_path),
+                                      meta=meta, result=summary, data_dir=self.data_dir,
+                                      gpu_seconds=time.monotonic() - started)
+        self._tell("train_done", {"job_id": job.id, "subject_id": subject.id})
         log.info("job %d: trained subject %d in %.0f s", job.id, subject.id, result.seconds)
-
-    async def _stopped(self, job, flags: _Flags, subject_id: int | None) -> None:
-        """A run that stopped between steps: cancelled, shutting down, or its lease lost."""
-        if flags.lease_lost.is_set():
-            raise LeaseLost(job.id)
-        if flags.cancel.is_set():
-            await self._call(jobs.acknowledge_cancel, job_id=job.id, lease_token=job.lease_token)
-            await self._post(job, "cancelled", {"job_id": job.id})
-            if subject_id is not None:
-                await self._set_subject_state(subject_id, "draft")
-            log.info("job %d cancelled", job.id)
-        else:
-            await self._call(jobs.release, job_id=job.id, lease_token=job.lease_token)
-            if subject_id is not None:
-                await self._set_subject_state(subject_id, "queued")
-            log.info("job %d released for another worker (shutdown)", job.id)
 
     async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> Path:
         """The shared class-image set for this model, prompt and recipe: reused if any job made it before."""
@@ -343,9 +358,12 @@ class Worker:
 
         done = await asyncio.to_thread(make)  # InterruptedError when told to stop
         try:
-            await self._call(artifacts.record, kind="class_images", path=f"class_images/{key}", cache_key=key,
-                             data_dir=self.data_dir, meta={"prompt": cfg.class_prompt, "count": cfg.class_images,
-                                                           "base_model": cfg.base_model})
+            await self._call(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
+                             kind="class_images", path=f"class_images/{key}", cache_key=key, data_dir=self.data_dir,
+                             meta={"prompt": cfg.class_prompt, "count": cfg.class_images,
+                                   "base_model": cfg.base_model})
+        except DreambotError:
+            raise
         except Exception as exc:  # another worker recorded the same set a moment ago
             if await self._call(artifacts.find_cached, key) is None:
                 raise exc
@@ -353,7 +371,7 @@ class Worker:
 
     # --- generation -------------------------------------------------------------------------------
 
-    async def _generate(self, job, flags: _Flags) -> int:
+    async def _generate(self, job, flags: _Flags, started: float) -> None:
         from trainer.generate import save_grid, save_png
 
         p = job.params
@@ -363,8 +381,8 @@ class Worker:
         adapters, bases = [], set()
         for subject_id in ids:
             subject = await self._call(subjects.get, subject_id)
-            if subject.state != "ready" or subject.adapter_artifact_id is None:
-                raise InputError(f"Subject {subject.name!r} is {subject.state}, not ready: it cannot be used.")
+            if subject.state != "trained" or subject.adapter_artifact_id is None:
+                raise InputError(f"Subject {subject.name!r} is {subject.state}, not trained: it cannot be used.")
             art = await self._call(artifacts.get, subject.adapter_artifact_id)
             if art is None:
                 raise InputError(f"Subject {subject.name!r} has no adapter any more: train it again.")
@@ -377,25 +395,19 @@ class Worker:
             self._images.generate, p["prompt"], adapters, n=int(p.get("n") or 4), seed=p.get("seed"),
             steps=int(p.get("steps") or self.settings.sample_steps),
             guidance=float(p["guidance"] if p.get("guidance") is not None else self.settings.guidance_scale),
-            resolution=self.settings.resolution)
+            resolution=self.settings.resolution, should_stop=flags.any)
 
         out = self.data_dir / "jobs" / str(job.id)
-        common = {"job_id": job.id, "user_id": job.user_id, "data_dir": self.data_dir}
-        image_ids = []
+        paths = []
         for i, (image, seed) in enumerate(zip(made.images, made.seeds, strict=True)):
             path = await asyncio.to_thread(save_png, image, out / "images" / f"{i:02d}-seed{seed}.png")
-            art = await self._call(artifacts.record, kind="image", path=path.relative_to(self.data_dir).as_posix(),
-                                   meta={"seed": seed, "prompt": made.prompt}, **common)
-            image_ids.append(art.id)
+            paths.append(path.relative_to(self.data_dir).as_posix())
         grid_path = await asyncio.to_thread(save_grid, made.images, cols=min(len(made.images), 4),
                                             path=out / "grid.png")
-        grid = await self._call(artifacts.record, kind="grid", path=grid_path.relative_to(self.data_dir).as_posix(),
-                                meta={"seeds": made.seeds}, **common)
-        payload = {"job_id": job.id, "prompt": made.prompt, "image_artifact_ids": image_ids,
-                   "grid_artifact_id": grid.id, "seeds": made.seeds}
-        await self._call(jobs.complete, job_id=job.id, lease_token=job.lease_token, result=payload)
-        await self._post(job, "images", payload)
-        return len(made.images)
+        await self._call(lifecycle.finish_generation, job_id=job.id, lease_token=job.lease_token, image_paths=paths,
+                         grid_path=grid_path.relative_to(self.data_dir).as_posix(), seeds=made.seeds,
+                         prompt=made.prompt, data_dir=self.data_dir, gpu_seconds=time.monotonic() - started)
+        self._tell("images", {"job_id": job.id, "seeds": made.seeds})
 
 
 class _JobCallbacks:
@@ -420,44 +432,35 @@ class _JobCallbacks:
         payload = {"job_id": job.id, "step": step, "total": total, "message": message,
                    "eta_seconds": None if eta is None else round(eta, 1),
                    "loss": None if loss is None else round(loss, 5)}
-        if total:
-            w._call_from_thread(jobs.set_progress, job_id=job.id, lease_token=job.lease_token, step=step,
-                                total=total, message=message)
         now = time.monotonic()
-        if force or now - self._last_event >= PROGRESS_EVENT_SECONDS:
+        post = force or now - self._last_event >= PROGRESS_EVENT_SECONDS
+        if post:
             self._last_event = now
-            w._call_from_thread(outbox.post, kind="progress", payload=payload, job_id=job.id, user_id=job.user_id,
-                                guild_id=job.guild_id, channel_id=job.channel_id)
+        if post or total:
+            w._call_from_thread(lifecycle.post_event, job_id=job.id, lease_token=job.lease_token,
+                                kind="progress" if post else "", payload=payload,
+                                progress=(step, total, message) if total else None)
         w._tell("progress", payload)
 
     def on_checkpoint(self, checkpoint) -> None:
+        """Record the checkpoint (forgetting the ones the trainer pruned, an earlier attempt's included) and
+        its grid. A refused write (the job was stopped) deletes what was just written and stops the run."""
         w, job = self.worker, self.job
         rel = lambda p: p.relative_to(w.data_dir).as_posix()  # noqa: E731
-        w._call_from_thread(artifacts.record, kind="checkpoint", path=rel(checkpoint.path), job_id=job.id,
-                                  subject_id=job.subject_id, user_id=job.user_id, data_dir=w.data_dir,
-                                  meta={"step": checkpoint.step})
-        # checkpoints the trainer pruned, including ones recorded by an earlier attempt of this job
-        removed = {rel(p) for p in checkpoint.removed}
-        if removed:
-            for old in w._call_from_thread(artifacts.for_job, job.id, "checkpoint"):
-                if old.path in removed:
-                    w._call_from_thread(artifacts.delete, artifact_id=old.id, data_dir=w.data_dir)
-        if checkpoint.grid is not None:
-            grid = w._call_from_thread(artifacts.record, kind="grid", path=rel(checkpoint.grid), job_id=job.id,
-                                       subject_id=job.subject_id, user_id=job.user_id, data_dir=w.data_dir,
+        try:
+            w._call_from_thread(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
+                                kind="checkpoint", path=rel(checkpoint.path), data_dir=w.data_dir,
+                                meta={"step": checkpoint.step}, replaces=[rel(p) for p in checkpoint.removed])
+            if checkpoint.grid is None:
+                return
+            grid = w._call_from_thread(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
+                                       kind="grid", path=rel(checkpoint.grid), data_dir=w.data_dir,
                                        meta={"step": checkpoint.step})
-            payload = {"job_id": job.id, "step": checkpoint.step, "artifact_id": grid.id, "final": checkpoint.final}
-            w._call_from_thread(outbox.post, kind="grid", payload=payload, job_id=job.id, user_id=job.user_id,
-                                guild_id=job.guild_id, channel_id=job.channel_id)
-            w._tell("grid", payload | {"path": str(checkpoint.grid)})
-
-
-def _remove(path: Path | None) -> None:
-    import shutil
-
-    if path is None or not path.exists():
-        return
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
+        except DreambotError:
+            lifecycle.remove_files(w.data_dir, [rel(checkpoint.path)] + ([rel(checkpoint.grid)] if checkpoint.grid
+                                                                           else []))
+            raise
+        payload = {"job_id": job.id, "step": checkpoint.step, "artifact_id": grid.id, "final": checkpoint.final}
+        w._call_from_thread(lifecycle.post_event, job_id=job.id, lease_token=job.lease_token, kind="grid",
+                            payload=payload)
+        w._tell("grid", payload | {"path": str(checkpoint.grid)})

@@ -8,21 +8,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import checks, generation, render
-from storage import deliveries, subjects
-from storage.errors import CooldownActive, PromptRefused
+from bot import checks, render
+from storage import deliveries, lifecycle, subjects
+from storage.errors import PromptRefused
 
 log = logging.getLogger(__name__)
 
 TOKEN_TTL = 15 * 60  # how long Discord lets the bot use an interaction's token
 
 
-async def _reply_queued(interaction: discord.Interaction, queued: generation.Queued, shown_prompt: str) -> None:
+async def _reply_queued(interaction: discord.Interaction, queued: lifecycle.QueuedImages, shown_prompt: str) -> None:
     """Answer publicly with the job's place, and remember the reply so the images can replace it."""
     bot = interaction.client
     job = queued.job
     count = job.params.get("n", 1)
-    text = (f"<@{interaction.user.id}> **{render.clip(shown_prompt, 300)}**: {count} image"
+    text = (f"<@{interaction.user.id}> **{render.user_text(render.clip(shown_prompt, 300))}**: {count} image"
             f"{'s' if count != 1 else ''} queued as job #{job.id}, position {queued.position or 1}.")
     callback = await interaction.response.send_message(text, allowed_mentions=discord.AllowedMentions.none())
     message_id = callback.message_id if callback is not None else None
@@ -36,16 +36,12 @@ async def _reply_queued(interaction: discord.Interaction, queued: generation.Que
 
 
 async def repeat_from_button(interaction: discord.Interaction, *, job_id: int, action: str) -> None:
+    """Re-roll and Vary: the same ban, cooldown, blocklist and daily quota as /imagine (storage.lifecycle)."""
     bot = interaction.client
-    await checks.ensure_not_banned(interaction)
-    left = bot.cooldowns.remaining("imagine", interaction.user.id, bot.settings.imagine_cooldown_seconds)
-    if left > 0:
-        raise CooldownActive("imagine", left)
-    queued = await generation.repeat(bot.db, job_id=job_id, user_id=interaction.user.id, action=action,
-                                     channel_id=interaction.channel_id, queue=bot.storage.queue,
-                                     default_review=bot.settings.review_required,
-                                     idempotency_key=f"interaction-{interaction.id}")
-    bot.cooldowns.start("imagine", interaction.user.id)
+    queued = await lifecycle.repeat_images(bot.db, job_id=job_id, user_id=interaction.user.id, action=action,
+                                           channel_id=interaction.channel_id, queue=bot.storage.queue,
+                                           limits=bot.limits("imagine"),
+                                           idempotency_key=f"interaction-{interaction.id}")
     await _reply_queued(interaction, queued, f"{'re-roll' if action == 'reroll' else 'variations'} of #{job_id}")
 
 
@@ -67,20 +63,18 @@ class Imagine(commands.Cog):
         if count > bot.settings.images_per_request:
             raise PromptRefused(f"At most {bot.settings.images_per_request} images per request here: "
                                 "ask for fewer.")
-        request = generation.Request(user_id=interaction.user.id, guild_id=interaction.guild_id,
-                                     channel_id=interaction.channel_id, prompt=prompt, subject_name=subject,
-                                     count=count, seed=seed)
-        queued = await generation.queue_images(bot.db, request, queue=bot.storage.queue,
-                                               default_review=bot.settings.review_required,
-                                               idempotency_key=f"interaction-{interaction.id}")
-        bot.cooldowns.start("imagine", interaction.user.id)
+        request = lifecycle.ImageRequest(user_id=interaction.user.id, guild_id=interaction.guild_id,
+                                         channel_id=interaction.channel_id, prompt=prompt, subject_name=subject,
+                                         count=count, seed=seed)
+        queued = await lifecycle.queue_images(bot.db, request, queue=bot.storage.queue, limits=bot.limits("imagine"),
+                                              idempotency_key=f"interaction-{interaction.id}")
         await _reply_queued(interaction, queued, prompt)
 
     @imagine.autocomplete("subject")
     async def subject_names(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         owned = await subjects.list_for_owner(self.bot.db, interaction.user.id, guild_id=interaction.guild_id)
         typed = current.lower().strip()
-        ready = sorted(owned, key=lambda s: (s.state != "ready", s.name))
+        ready = sorted(owned, key=lambda s: (s.state != "trained", s.name))
         return [app_commands.Choice(name=f"{s.name} ({s.class_noun}, {s.state.replace('_', ' ')})", value=s.name)
                 for s in ready if typed in s.name][:25]
 

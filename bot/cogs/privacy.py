@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.error_handler import reply_error
-from storage import privacy
+from storage import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ForgetView(discord.ui.View):
         self.stop()
         await interaction.response.defer()
         bot = interaction.client
-        report = await privacy.forget_user(bot.db, user_id=self.user_id, data_dir=bot.storage.data_dir,
+        report = await lifecycle.forget_user(bot.db, user_id=self.user_id, data_dir=bot.storage.data_dir,
                                            actor_id=self.user_id)
         await interaction.edit_original_response(
             content=f"Done. Deleted {report.summary()} ({report.files_removed} files on disk). "

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import checks, exports, render
-from storage import jobs, subjects
+from storage import jobs, lifecycle, subjects
 from storage.errors import SubjectError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ class Subjects(commands.Cog):
     @app_commands.command(name="cancel", description="Cancel one of your queued or running jobs")
     @app_commands.describe(job="the job number /status shows")
     async def cancel(self, interaction: discord.Interaction, job: int) -> None:
-        found = await jobs.cancel(self.bot.db, job_id=job, user_id=interaction.user.id)
+        found = await lifecycle.cancel_job(self.bot.db, job_id=job, user_id=interaction.user.id,
+                                           data_dir=self.bot.storage.data_dir)
         what = "cancelled" if found.state == "cancelled" else "asked to stop; it stops at its next step"
         await interaction.response.send_message(f"Job #{found.id} {what}.", ephemeral=True)
 

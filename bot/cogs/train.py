@@ -9,9 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import checks, photos_intake, render, training
+from bot import checks, photos_intake, render
 from bot.consent_view import ConsentView
-from storage import consent, guilds, subjects
+from storage import consent, intake, lifecycle, subjects
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,20 @@ class Train(commands.Cog):
         attachments = [(f"photo{n}", a) for n, a in enumerate(given, start=1) if a is not None]
         limits = bot.storage.photos
         # Download before anything slow can fail: the attachment URLs expire.
-        uploads = await photos_intake.download(attachments, limits)
+        # Refusals that need no photo come first, before consent is ever shown.
         subjects.normalize_name(name)
         subjects.normalize_class_noun(class_noun)
-        policy = await guilds.policy(bot.db, interaction.guild_id, default_review=bot.settings.review_required)
-        await training.check_subject_quota(bot.db, owner_id=interaction.user.id, guild_id=interaction.guild_id,
-                                           policy=policy)
-        intake = await asyncio.to_thread(photos_intake.inspect, uploads, limits)
-        if intake.refused:
-            raise intake.refusal()
-        subject = await training.stage_draft(
+        lifecycle.check_preset(preset, bot.presets)
+        uploads = await photos_intake.download(attachments, limits)
+        found = await asyncio.to_thread(intake.inspect, uploads, limits)
+        if found.refused:
+            raise found.refusal()
+        subject = await lifecycle.create_draft(
             bot.db, owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
-            name=name, class_noun=class_noun, preset=(preset or "").strip().lower() or None,
-            photos=intake.accepted, data_dir=bot.storage.data_dir)
-        bot.cooldowns.start("train", interaction.user.id)
+            name=name, class_noun=class_noun, preset=preset, photos=found.accepted, data_dir=bot.storage.data_dir,
+            limits=bot.limits("train"))
         text = consent.text_for(name=subject.name, class_noun=subject.class_noun)
-        await interaction.followup.send(render.intake_report(intake.lines, text), ephemeral=True,
+        await interaction.followup.send(render.intake_report(found.lines, text), ephemeral=True,
                                         view=ConsentView(subject.id, interaction.user.id))
 
 

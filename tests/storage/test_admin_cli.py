@@ -8,8 +8,9 @@ import pytest
 
 from cli.main import main
 from storage import db as database
-from storage import jobs, subjects
-from storage.config import QueueConfig
+from storage import outbox
+from storage.config import OutboxConfig, QueueConfig
+from tests.helpers import consented
 
 
 @pytest.fixture
@@ -22,9 +23,8 @@ def data_dir(tmp_path, monkeypatch):
 def _seed(data_dir) -> int:
     async def go():
         async with database.connect(data_dir / "dreambot.sqlite3") as db:
-            await subjects.create(db, owner_id=42, guild_id=1, name="rex", class_noun="dog")
-            job = await jobs.enqueue(db, kind="train", user_id=42, params={}, cfg=QueueConfig())
-            return job.id
+            queued = await consented(db, data_dir, owner_id=42, guild_id=1, review=False, queue=QueueConfig())
+            return queued.job.id
     return asyncio.run(go())
 
 
@@ -71,3 +71,40 @@ def test_bad_config_value_exits_2(data_dir, monkeypatch, capsys):
     monkeypatch.setenv("DREAMBOT_STORAGE_BUSY_TIMEOUT_MS", "-1")
     assert main(["db", "migrate"]) == 2
     assert "storage.busy_timeout_ms = '-1'" in capsys.readouterr().err
+
+
+def _parked(data_dir, *, payload: dict | None = None) -> int:
+    """A notice Discord refused until it was parked (park_after 1)."""
+    async def go():
+        async with database.connect(data_dir / "dreambot.sqlite3") as db:
+            event_id = await outbox.post(db, kind="notice", payload=payload or {}, user_id=42, guild_id=1)
+            await outbox.mark_attempt_failed(db, event_id, "DiscordServerError('503 Service Unavailable')",
+                                             cfg=OutboxConfig(park_after=1))
+            return event_id
+    return asyncio.run(go())
+
+
+def test_outbox_list_shows_parked_messages_without_their_payload(data_dir, capsys):
+    """`outbox list` prints id, kind, tries and the last error of a parked message, never its payload."""
+    event_id = _parked(data_dir, payload={"text": "hunter2"})
+    assert main(["outbox", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"#{event_id}" in out and "notice" in out and "503 Service Unavailable" in out and "hunter2" not in out
+
+
+@pytest.mark.parametrize("which", ["id", "--all"])
+def test_outbox_retry_unparks(data_dir, capsys, which):
+    """`outbox retry ID` and `outbox retry --all` make the message due now; it leaves the parked list."""
+    event_id = _parked(data_dir)
+    assert main(["outbox", "retry", str(event_id) if which == "id" else "--all"]) == 0
+    assert main(["outbox", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "due now" in out and "no parked messages" in out
+
+
+def test_outbox_retry_of_an_unknown_message_is_a_clear_error(data_dir, capsys):
+    """Retrying a message that is not waiting exits 1 with a message, not a traceback."""
+    _parked(data_dir)
+    assert main(["outbox", "retry", "999"]) == 1
+    err = capsys.readouterr().err
+    assert "no undelivered outbox event #999" in err and "Traceback" not in err

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from storage import deliveries, drafts, guilds, jobs, subjects
+from storage import deliveries, guilds, jobs, lifecycle, subjects
+from tests.helpers import draft
 
 
 async def test_policy_defaults_then_overrides(db):
@@ -21,22 +22,30 @@ async def test_ban_and_unban(db):
     assert await guilds.unban(db, guild_id=5, user_id=1, by=9) is False
 
 
-async def test_expired_drafts_are_found_by_age(db):
+async def test_expired_drafts_are_found_by_age(db, tmp_path):
     """Only drafts older than the limit are expired."""
-    subject = await subjects.create(db, owner_id=1, guild_id=5, name="rex", class_noun="dog")
-    assert await drafts.expired(db, max_age=60) == []
-    assert [s.id for s in await drafts.expired(db, max_age=60, at=subject.created_at + 61)] == [subject.id]
+    subject = await draft(db, tmp_path)
+    assert await lifecycle.expire_drafts(db, data_dir=tmp_path, max_age=60) == 0
+    assert [s.id for s in await subjects.drafts(db)] == [subject.id]
+    assert await lifecycle.expire_drafts(db, data_dir=tmp_path, max_age=60, at=subject.created_at + 61) == 1
+    assert await subjects.drafts(db) == []
 
 
 async def test_discard_deletes_the_draft_and_its_files(db, tmp_path):
-    """A discarded draft's photo blob is removed from disk."""
-    subject = await subjects.create(db, owner_id=1, guild_id=5, name="rex", class_noun="dog")
-    blob = tmp_path / "blobs" / "ab" / "x.png"
-    blob.parent.mkdir(parents=True)
-    blob.write_bytes(b"png")
-    await subjects.add_photo(db, subject_id=subject.id, sha256="x", path="blobs/ab/x.png", width=1, height=1)
-    assert await drafts.discard(db, subject_id=subject.id, data_dir=tmp_path) == 1
-    assert not blob.exists() and await subjects.find(db, owner_id=1, name="rex") is None
+    """A discarded draft's photo blobs are removed from disk."""
+    subject = await draft(db, tmp_path, n_photos=3)
+    blobs = [tmp_path / p.path for p in await subjects.photos(db, subject.id)]
+    assert len(blobs) == 3 and all(b.exists() for b in blobs)
+    assert await lifecycle.discard_draft(db, subject_id=subject.id, data_dir=tmp_path) == 3
+    assert not any(b.exists() for b in blobs) and await subjects.find(db, owner_id=1, name="rex") is None
+
+
+async def test_discarding_a_draft_keeps_a_blob_another_subject_uses(db, tmp_path):
+    """A photo blob shared by content with another subject stays when one draft is discarded."""
+    kept = await draft(db, tmp_path, name="rex")
+    gone = await draft(db, tmp_path, name="max")  # same owner, same stand-in photos: the same blobs
+    await lifecycle.discard_draft(db, subject_id=gone.id, data_dir=tmp_path)
+    assert all((tmp_path / p.path).exists() for p in await subjects.photos(db, kept.id))
 
 
 async def test_interaction_token_expires(db, queue_cfg):

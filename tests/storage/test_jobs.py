@@ -1,4 +1,7 @@
-"""The job queue in one process: ordering, idempotency, limits, leases, fencing, retries, cancellation."""
+"""The job queue in one process: ordering, idempotency, limits, leases, fencing, retries, cancellation.
+
+Cancelling and retrying go through storage.lifecycle, as the bot's /cancel and the operator's retry do.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ import random
 import pytest
 
 from storage import db as database
-from storage import jobs
-from storage.errors import JobNotFound, LeaseLost, QueueFull, WrongJobState
+from storage import jobs, lifecycle, subjects
+from storage.errors import JobNotFound, LeaseLost, QueueFull, StopRequested, WrongJobState
+from tests.helpers import consented
 
 
 async def _enqueue(db, queue_cfg, **kw):
@@ -144,37 +148,59 @@ async def test_input_error_fails_without_retry(db, queue_cfg):
     assert (job.state, job.attempts) == ("failed", 1)
 
 
-async def test_cancel_queued_job_is_immediate(db, queue_cfg):
+async def test_cancel_queued_job_is_immediate(db, queue_cfg, tmp_path):
     """A queued job is cancelled at once and never claimed."""
     job = await _enqueue(db, queue_cfg)
-    assert (await jobs.cancel(db, job_id=job.id)).state == "cancelled"
+    assert (await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=1)).state == "cancelled"
     assert await jobs.claim(db, worker_id="w", lease_seconds=5) is None
 
 
-async def test_cancel_running_job_is_seen_at_heartbeat(db, queue_cfg):
+async def test_cancel_running_job_is_seen_at_heartbeat(db, queue_cfg, tmp_path):
     """A running job gets a flag its worker reads at the next heartbeat, then acknowledges."""
     await _enqueue(db, queue_cfg)
     job = await jobs.claim(db, worker_id="w", lease_seconds=5)
-    assert (await jobs.cancel(db, job_id=job.id)).state == "running"
+    assert (await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=1)).state == "running"
     beat = await jobs.heartbeat(db, job_id=job.id, lease_token=job.lease_token, lease_seconds=5)
     assert beat.cancel_requested
-    assert (await jobs.acknowledge_cancel(db, job_id=job.id, lease_token=job.lease_token)).state == "cancelled"
+    stopped = await lifecycle.job_stopped(db, job_id=job.id, lease_token=job.lease_token, data_dir=tmp_path)
+    assert stopped.state == "cancelled"
 
 
-async def test_cancel_checks_the_owner(db, queue_cfg):
+async def test_cancelled_running_job_refuses_the_workers_result(db, queue_cfg, tmp_path):
+    """Once its cancel is asked for, a job's fenced writes are refused, so nothing it made is kept."""
+    await _enqueue(db, queue_cfg, kind="generate")
+    job = await jobs.claim(db, worker_id="w", lease_seconds=5)
+    await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=1)
+    with pytest.raises(StopRequested):
+        await lifecycle.post_event(db, job_id=job.id, lease_token=job.lease_token, kind="progress", payload={})
+
+
+async def test_cancelled_running_training_leaves_the_subject_cancelled(db, queue_cfg, tmp_path):
+    """Stopping a running training ends its subject `cancelled` (not back to `draft`) and deletes its outputs."""
+    queued = await consented(db, tmp_path, queue=queue_cfg, review=False)
+    job = await jobs.claim(db, worker_id="w", lease_seconds=5)
+    await lifecycle.begin_training(db, job_id=job.id, lease_token=job.lease_token)
+    (tmp_path / f"jobs/{job.id}/checkpoints").mkdir(parents=True)
+    await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=queued.subject.owner_id)
+    await lifecycle.job_stopped(db, job_id=job.id, lease_token=job.lease_token, data_dir=tmp_path)
+    assert (await subjects.get(db, queued.subject.id)).state == "cancelled"
+    assert not (tmp_path / f"jobs/{job.id}").exists()
+
+
+async def test_cancel_checks_the_owner(db, queue_cfg, tmp_path):
     """A user cannot cancel another user's job."""
     job = await _enqueue(db, queue_cfg, user_id=1)
     with pytest.raises(JobNotFound):
-        await jobs.cancel(db, job_id=job.id, user_id=2)
+        await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=2)
 
 
-async def test_cancel_finished_job_is_refused(db, queue_cfg):
+async def test_cancel_finished_job_is_refused(db, queue_cfg, tmp_path):
     """A finished job cannot be cancelled."""
     await _enqueue(db, queue_cfg)
     job = await jobs.claim(db, worker_id="w", lease_seconds=5)
     await jobs.complete(db, job_id=job.id, lease_token=job.lease_token, result={})
     with pytest.raises(WrongJobState, match="succeeded"):
-        await jobs.cancel(db, job_id=job.id)
+        await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=1)
 
 
 async def test_retry_requeues_dead_job_with_fresh_attempts(db, queue_cfg):
@@ -182,7 +208,7 @@ async def test_retry_requeues_dead_job_with_fresh_attempts(db, queue_cfg):
     await _enqueue(db, queue_cfg)
     job = await jobs.claim(db, worker_id="w", lease_seconds=5)
     await jobs.fail(db, job_id=job.id, lease_token=job.lease_token, error="x", retryable=False, cfg=queue_cfg)
-    again = await jobs.retry(db, job_id=job.id)
+    again = await lifecycle.retry_job(db, job_id=job.id)
     assert (again.state, again.attempts) == ("queued", 0)
     assert (await jobs.claim(db, worker_id="w", lease_seconds=5)).id == job.id
 
@@ -204,12 +230,12 @@ async def test_progress_is_readable(db, queue_cfg):
     assert (seen.progress_step, seen.progress_total, seen.progress_message) == (40, 800, "training")
 
 
-async def test_reaper_finishes_cancel_of_a_dead_worker(db, queue_cfg):
+async def test_reaper_finishes_cancel_of_a_dead_worker(db, queue_cfg, tmp_path):
     """A job asked to stop whose worker then died ends cancelled, not queued again."""
     await _enqueue(db, queue_cfg)
     job = await jobs.claim(db, worker_id="w", lease_seconds=5, at=100.0)
-    await jobs.cancel(db, job_id=job.id)
-    (reaped,) = await jobs.reap_expired(db, at=200.0)
+    await lifecycle.cancel_job(db, job_id=job.id, data_dir=tmp_path, user_id=1)
+    (reaped,) = await lifecycle.reap(db, data_dir=tmp_path, at=200.0)
     assert reaped.state == "cancelled"
 
 

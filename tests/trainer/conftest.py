@@ -13,8 +13,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # One intra-op thread: on a small shared CPU, two threads spin-waiting on each other run twice as slowly.
 os.environ["OMP_NUM_THREADS"] = "1"
 
+from storage import lifecycle  # noqa: E402
 from storage import photos as storage_photos  # noqa: E402
-from storage import subjects  # noqa: E402
 from storage.config import Config, Preset, QueueConfig, TrainerSettings  # noqa: E402
 
 PHOTOS = ("chelsea", "astronaut", "coffee")  # real photographs shipped with scikit-image
@@ -89,12 +89,12 @@ def make_app_cfg(tiny_model: Path, data_dir: Path, *, lease_seconds: int = 30) -
 
 async def add_subject(db, app_cfg: Config, photo_paths: list[Path], *, name: str = "rex", class_noun: str = "dog",
                       owner_id: int = 1):
-    """A subject with the photos cleaned and stored as the bot would."""
-    subject = await subjects.create(db, owner_id=owner_id, guild_id=None, name=name, class_noun=class_noun)
-    for path in photo_paths:
-        clean = storage_photos.inspect_photo(path.read_bytes(), filename=path.name, content_type=None,
-                                             limits=app_cfg.storage.photos)
-        sha, rel = storage_photos.store_photo(Path(app_cfg.storage.data_dir), clean)
-        await subjects.add_photo(db, subject_id=subject.id, sha256=sha, path=rel, width=clean.width,
-                                 height=clean.height)
-    return subject
+    """A subject with the photos cleaned and stored as the bot would, and its owner's consent (not queued)."""
+    cleaned = [storage_photos.inspect_photo(path.read_bytes(), filename=path.name, content_type=None,
+                                            limits=app_cfg.storage.photos) for path in photo_paths]
+    subject = await lifecycle.create_draft(db, owner_id=owner_id, guild_id=None, channel_id=None, name=name,
+                                           class_noun=class_noun, preset=None, photos=cleaned,
+                                           data_dir=Path(app_cfg.storage.data_dir))
+    queued = await lifecycle.confirm(db, subject_id=subject.id, user_id=owner_id, queue=app_cfg.storage.queue,
+                                     review_required=True)
+    return queued.subject

@@ -1,4 +1,4 @@
-"""The trainer's commands, run as a user would: `dreambot train` killed and run again resumes."""
+"""The trainer's commands, run as a user would: `dreambot train` needs consent, and killed and run again resumes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from trainer.cli import substitute
+from storage import consent, jobs, subjects
+from storage import db as database
+from storage.subjects import Subject
+from trainer.cli import LOCAL_USER_ID, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(tiny_model: Path, data_dir: Path) -> dict:
+def _env(tiny_model: Path | str, data_dir: Path) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "DREAMBOT_STORAGE_DATA_DIR": str(data_dir),
             "DREAMBOT_TRAINER_BASE_MODEL": str(tiny_model), "DREAMBOT_TRAINER_DEVICE": "cpu",
             "DREAMBOT_TRAINER_RESOLUTION": "64", "DREAMBOT_TRAINER_CLASS_IMAGES": "2",
@@ -29,7 +32,7 @@ def test_train_resumes_after_the_process_is_killed(tiny_model, photo_paths, tmp_
     """SIGKILL after a checkpoint; the same command again resumes from that checkpoint and finishes."""
     data_dir, out = tmp_path / "data", tmp_path / "out"
     cmd = [sys.executable, "-m", "cli.main", "train", "--name", "rex", "--class-noun", "dog", "--steps", "30",
-           "--out", str(out), *map(str, photo_paths)]
+           "--consent", "--out", str(out), *map(str, photo_paths)]
     env = _env(tiny_model, data_dir)
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -49,11 +52,44 @@ def test_train_resumes_after_the_process_is_killed(tiny_model, photo_paths, tmp_
     assert (out / "kohya_lora.safetensors").is_file() and list(out.glob("grid-*.png"))
 
 
+def _train_without_consent(photo_paths, data_dir: Path) -> subprocess.CompletedProcess:
+    """`dreambot train` with no --consent and no terminal to answer on (stdin is not a tty)."""
+    cmd = [sys.executable, "-m", "cli.main", "train", "--name", "rex", "--class-noun", "dog", *map(str, photo_paths)]
+    return subprocess.run(cmd, cwd=ROOT, env=_env("no-model-is-loaded", data_dir), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+
+
+async def test_train_without_consent_trains_nothing(photo_paths, tmp_path):
+    """Without --consent or an interactive yes, `dreambot train` exits non-zero and queues and records nothing."""
+    data_dir = tmp_path / "data"
+    run = _train_without_consent(photo_paths, data_dir)
+    assert run.returncode != 0 and "--consent" in run.stderr
+    assert "Before dreambot trains" in run.stdout  # the text it would have needed consent to
+    async with database.connect(data_dir / "dreambot.sqlite3") as db:
+        assert await jobs.list_jobs(db) == []
+        assert await consent.for_user(db, LOCAL_USER_ID) == []
+
+
+async def test_train_without_consent_keeps_no_photos(photo_paths, tmp_path):
+    """Refused for want of consent, `dreambot train` keeps neither a subject nor a photo of it."""
+    data_dir = tmp_path / "data"
+    assert _train_without_consent(photo_paths, data_dir).returncode != 0
+    async with database.connect(data_dir / "dreambot.sqlite3") as db:
+        assert await subjects.list_for_owner(db, LOCAL_USER_ID) == []
+    assert not list(data_dir.glob("blobs/*/*"))
+
+
+REX = Subject(id=1, owner_id=LOCAL_USER_ID, guild_id=None, name="rex", token="sks", class_noun="dog", state="trained",
+              adapter_artifact_id=1, created_at=0.0, updated_at=0.0)
+
+
 @pytest.mark.parametrize(("prompt", "expected"), [
-    ("Rex in space", "sks dog in space"),
-    ("{subject} on the moon", "sks dog on the moon"),
+    ("Rex in space", "a photo of sks dog in space"),
+    ("{subject} on the moon", "a photo of sks dog on the moon"),
     ("rexy and rex", "rexy and sks dog"),
+    ("in space", "a photo of sks dog in space"),
 ])
 def test_subject_names_become_trained_words(prompt, expected):
-    """The subject's name (whole word, any case) or {subject} becomes the token and class."""
-    assert substitute(prompt, name="rex", token="sks", class_noun="dog") == expected
+    """As in the bot (storage.prompts.expand): the name (whole word, any case) or {subject} becomes the token and
+    class, with "a photo of" in front when the prompt starts with it; a prompt naming it not at all gets it."""
+    assert substitute(prompt, REX) == expected

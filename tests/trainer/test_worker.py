@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import artifacts, jobs, outbox, subjects, usage
+from storage import artifacts, jobs, lifecycle, outbox, subjects, usage
 from storage import db as storage_db
 from tests.trainer.conftest import add_subject, make_app_cfg
 from trainer.worker import Worker
@@ -18,8 +18,7 @@ async def _events(db, job_id: int) -> list:
 
 
 async def _train(db, cfg, subject, **params):
-    job = await jobs.enqueue(db, kind="train", user_id=subject.owner_id, params=params, cfg=cfg.storage.queue,
-                             subject_id=subject.id)
+    job = (await lifecycle.queue_training(db, subject_id=subject.id, queue=cfg.storage.queue, params=params)).job
     await Worker(cfg.trainer, cfg.storage).run(until_job=job.id)
     return await jobs.get(db, job.id)
 
@@ -52,7 +51,7 @@ async def test_train_job_succeeds_and_readies_the_subject(trained, db_of):
     assert job.state == "succeeded", job.error
     subject = await subjects.get(db_of, job.subject_id)
     adapter = await artifacts.get(db_of, subject.adapter_artifact_id)
-    assert subject.state == "ready" and adapter.kind == "adapter"
+    assert subject.state == "trained" and adapter.kind == "adapter"
     assert (Path(cfg.storage.data_dir) / adapter.path / "pytorch_lora_weights.safetensors").is_file()
 
 
@@ -69,10 +68,12 @@ async def test_train_job_posts_progress_grids_and_done(trained, db_of):
 
 
 async def test_train_job_records_usage(trained, db_of):
-    """GPU seconds of the job are recorded for its user."""
-    _, job_id, _ = trained
-    rows = await usage.totals(db_of, by="user_id")
-    assert rows[0].gpu_seconds > 0 and rows[0].jobs == 2
+    """GPU seconds of each training job are recorded for its user (whatever other tests ran on this data)."""
+    _, first, second = trained
+    rows = {t.key: t for t in await usage.totals(db_of, by="subject_id")}
+    for job_id in (first, second):
+        subject_id = (await jobs.get(db_of, job_id)).subject_id
+        assert rows[subject_id].gpu_seconds > 0 and rows[subject_id].jobs >= 1
 
 
 async def test_class_images_are_reused_by_a_second_job(trained, db_of):
@@ -87,9 +88,10 @@ async def test_class_images_are_reused_by_a_second_job(trained, db_of):
 
 
 async def _generate(db, cfg, subject_ids, prompt="a photo of sks dog", n=2, seed=7):
+    # Straight into the queue, as the lifecycle would after its checks: the prompt is the worker's words.
     job = await jobs.enqueue(db, kind="generate", user_id=1, params={
         "prompt": prompt, "subject_ids": subject_ids, "n": n, "seed": seed, "steps": 2, "guidance": None},
-        cfg=cfg.storage.queue)
+        cfg=cfg.storage.queue, subject_id=subject_ids[0])
     await Worker(cfg.trainer, cfg.storage).run(until_job=job.id)
     return await jobs.get(db, job.id)
 
@@ -127,19 +129,22 @@ async def test_unknown_preset_fails_without_retry(app_cfg, photo_paths):
 
 
 async def test_revoked_subject_is_not_trained(app_cfg, photo_paths):
-    """A subject revoked before its job runs is refused."""
+    """A subject revoked before its job runs is never trained: its job is cancelled with it."""
     async with storage_db.connect(app_cfg.storage.database) as db:
         subject = await add_subject(db, app_cfg, photo_paths[:1])
-        await subjects.set_state(db, subject_id=subject.id, state="revoked")
-        job = await _train(db, app_cfg, subject)
-        assert job.state == "failed" and "revoked" in job.error
+        job = (await lifecycle.queue_training(db, subject_id=subject.id, queue=app_cfg.storage.queue)).job
+        await lifecycle.revoke(db, subject_id=subject.id, guild_id=None, moderator_id=7, reason="test",
+                               data_dir=app_cfg.storage.data_dir)
+        await Worker(app_cfg.trainer, app_cfg.storage).run(until_job=job.id, idle_exit=True)
+        job = await jobs.get(db, job.id)
+        assert job.state == "cancelled" and job.attempts == 0
 
 
 async def _run_and_interrupt(cfg, subject, on_first_step):
     """Start a long training job; call on_first_step(worker, job) once it reports a step."""
     async with storage_db.connect(cfg.storage.database) as db:
-        job = await jobs.enqueue(db, kind="train", user_id=subject.owner_id, params={"steps": 500},
-                                 cfg=cfg.storage.queue, subject_id=subject.id)
+        job = (await lifecycle.queue_training(db, subject_id=subject.id, queue=cfg.storage.queue,
+                                              params={"steps": 500})).job
     loop = asyncio.get_running_loop()
     fired = []
 
@@ -152,33 +157,39 @@ async def _run_and_interrupt(cfg, subject, on_first_step):
     return job
 
 
-async def test_cancel_stops_a_running_training(tiny_model, tmp_path, photo_paths, monkeypatch):
-    """A cancel request reaches the worker by heartbeat; the job ends cancelled and says so."""
+@pytest.fixture
+async def long_training(tiny_model, tmp_path, photo_paths, monkeypatch):
+    """A config and a consented subject for a training long enough to interrupt; progress on every step."""
     import trainer.train
 
     monkeypatch.setattr(trainer.train, "LOG_EVERY_SECONDS", 0.0)
     cfg = make_app_cfg(tiny_model, tmp_path / "data", lease_seconds=3)
     async with storage_db.connect(cfg.storage.database) as db:
         subject = await add_subject(db, cfg, photo_paths[:1])
+    return cfg, subject
+
+
+async def test_cancel_stops_a_running_training(long_training):
+    """A cancel reaches the running worker within seconds; the job and its subject end cancelled, the owner
+    is told, and nothing the job made is left on disk or in the database."""
+    cfg, subject = long_training
 
     async def cancel(worker, job):
         async with storage_db.connect(cfg.storage.database) as db:
-            await jobs.cancel(db, job_id=job.id)
+            await lifecycle.cancel_job(db, job_id=job.id, data_dir=cfg.storage.data_dir)
 
     job = await _run_and_interrupt(cfg, subject, cancel)
     async with storage_db.connect(cfg.storage.database) as db:
         assert (await jobs.get(db, job.id)).state == "cancelled"
         assert (await _events(db, job.id))[-1].kind == "cancelled"
+        assert (await subjects.get(db, subject.id)).state == "cancelled"
+        assert await artifacts.for_job(db, job.id) == []
+    assert not (Path(cfg.storage.data_dir) / "jobs" / str(job.id)).exists()
 
 
-async def test_shutdown_checkpoints_and_releases_the_job(tiny_model, tmp_path, photo_paths, monkeypatch):
+async def test_shutdown_checkpoints_and_releases_the_job(long_training):
     """On SIGTERM a training checkpoints and goes back to the queue without spending an attempt."""
-    import trainer.train
-
-    monkeypatch.setattr(trainer.train, "LOG_EVERY_SECONDS", 0.0)
-    cfg = make_app_cfg(tiny_model, tmp_path / "data")
-    async with storage_db.connect(cfg.storage.database) as db:
-        subject = await add_subject(db, cfg, photo_paths[:1])
+    cfg, subject = long_training
 
     async def shutdown(worker, job):
         worker.request_shutdown()
@@ -187,4 +198,45 @@ async def test_shutdown_checkpoints_and_releases_the_job(tiny_model, tmp_path, p
     async with storage_db.connect(cfg.storage.database) as db:
         after = await jobs.get(db, job.id)
     assert after.state == "queued" and after.attempts == 0
+    import trainer.train
+
     assert trainer.train.checkpoint_dirs(Path(cfg.storage.data_dir) / "jobs" / str(job.id))
+
+
+async def test_forget_during_training_stops_it_and_leaves_nothing(long_training):
+    """/forget while the worker trains: it stops within seconds, and no file, row or usage of the user is left."""
+    cfg, subject = long_training
+
+    async def forget(worker, job):
+        async with storage_db.connect(cfg.storage.database) as db:
+            await lifecycle.forget_user(db, user_id=subject.owner_id, data_dir=cfg.storage.data_dir)
+
+    started = asyncio.get_running_loop().time()
+    job = await _run_and_interrupt(cfg, subject, forget)
+    assert asyncio.get_running_loop().time() - started < 60
+    data = Path(cfg.storage.data_dir)
+    assert not (data / "jobs" / str(job.id)).exists() and not (data / "subjects" / str(subject.id)).exists()
+    assert not list((data / "blobs").rglob("*.*"))
+    async with storage_db.connect(cfg.storage.database) as db:
+        assert await usage.totals(db, by="user_id", user_id=subject.owner_id) == []
+        assert await lifecycle.is_forgotten(db, subject.owner_id)
+
+
+async def test_a_locked_database_is_waited_out(app_cfg, monkeypatch):
+    """Another writer holding the database past the busy timeout: the worker retries instead of dying."""
+    import dataclasses
+    import sqlite3
+    import threading
+
+    import trainer.worker
+
+    monkeypatch.setattr(trainer.worker, "BUSY_BACKOFF_SECONDS", (0.1, 0.5))
+    cfg = dataclasses.replace(app_cfg, storage=dataclasses.replace(app_cfg.storage, busy_timeout_ms=50))
+    async with storage_db.connect(cfg.storage.database):
+        pass  # create and migrate
+    holder = sqlite3.connect(cfg.storage.database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, holder.rollback).start()
+    worker = Worker(cfg.trainer, cfg.storage)
+    await asyncio.wait_for(worker.run(idle_exit=True), timeout=30)  # returns once the queue is seen empty
+    holder.close()

@@ -78,11 +78,13 @@ def toy_config(base, spec: RunSpec, data_dir: Path):
 
 
 def train_subject(cfg, work: Path, steps: int | None) -> Path:
-    """`dreambot train --name 'bee ball' --class-noun circle --out work/export photos...`; the adapter folder."""
+    """`dreambot train --name 'bee ball' --class-noun circle --consent --out work/export photos...`; the adapter
+    folder. The toy subject's photos are drawn by code, so the operator's consent is given on the command line."""
     from trainer.cli import build_parser
 
     photos = subject.write_photos(work / "photos")
-    argv = ["train", "--name", SUBJECT_NAME, "--class-noun", subject.CLASS_NOUN, "--out", str(work / "export")]
+    argv = ["train", "--name", SUBJECT_NAME, "--class-noun", subject.CLASS_NOUN, "--out", str(work / "export"),
+            "--consent"]
     if steps is not None:
         argv += ["--steps", str(steps)]
     args = build_parser().parse_args([*argv, *map(str, photos)])

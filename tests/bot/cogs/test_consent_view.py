@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from bot.consent_view import ConsentView
-from bot.training import stage_draft
 from storage import subjects
 from tests.bot import fakes
+from tests.helpers import draft
 
 
 async def test_custom_ids_carry_the_subject():
@@ -27,8 +27,7 @@ async def test_someone_else_is_refused_privately():
 
 async def test_cancel_deletes_the_draft(db, cfg):
     """Cancel removes the draft subject and answers by replacing the consent message."""
-    subject = await stage_draft(db, owner_id=1, guild_id=40, channel_id=30, name="rex", class_noun="dog",
-                                preset=None, photos=[], data_dir=cfg.storage.data_dir)
+    subject = await draft(db, cfg.storage.data_dir, owner_id=1, guild_id=40)
     bot = SimpleNamespace(db=db, storage=cfg.storage)
     interaction = fakes.interaction(user_id=1, client=bot)
     view = ConsentView(subject.id, owner_id=1)

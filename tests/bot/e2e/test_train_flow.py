@@ -49,14 +49,14 @@ async def test_cancel_deletes_the_photos(emu, world, dreambot, three_photos):
     click = await emu.click(record.original, consent_button(record, "cancel"), world.alice)
     await click.wait_for_text("photos were deleted")
     assert await subjects.find(dreambot.db, owner_id=world.alice.id, name="rex") is None
-    assert not list((dreambot.storage.data_dir / "blobs").rglob("*.png"))
+    assert not [p for p in (dreambot.storage.data_dir / "blobs").rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize(("files", "advice"), [
     ([("a.jpg", photo("chelsea"), "image/jpeg"), ("b.jpg", photo("astronaut"), "image/jpeg"),
       ("notes.txt", b"hello there, not a photo", "text/plain")], "Send a JPEG, PNG, WebP or HEIC photo"),
     ([("a.jpg", photo("chelsea"), "image/jpeg"), ("b.jpg", b"\xff\xd8\xff\xe0broken", "image/jpeg"),
-      ("c.jpg", photo("rocket"), "image/jpeg")], "run /train again"),
+      ("c.jpg", photo("rocket"), "image/jpeg")], "Replace or remove those photos and try again"),
 ])
 async def test_bad_photo_is_refused_with_advice(emu, world, dreambot, files, advice):
     """A file that is not a usable photo refuses the whole /train privately, with what to send instead."""

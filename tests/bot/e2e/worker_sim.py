@@ -1,14 +1,16 @@
-"""The worker's side, done through storage as the trainer would: claim, write artifacts, post events."""
+"""The worker's side, done through storage as the trainer would: claim, write files, fenced lifecycle writes."""
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from PIL import Image
 
-from storage import artifacts, consent, jobs, outbox, subjects
+from storage import artifacts, jobs, lifecycle, outbox, subjects
 from storage.config import QueueConfig
+from tests import helpers
 
 
 def png(size: int = 64, colour=(200, 80, 40), noisy: bool = False) -> bytes:
@@ -31,29 +33,34 @@ async def record_file(db, data_dir: Path, rel: str, data: bytes, **kw) -> artifa
 
 async def ready_subject(db, data_dir: Path, *, owner_id: int, guild_id: int, name: str = "rex",
                         class_noun: str = "dog") -> subjects.Subject:
-    """A trained subject with consent and an adapter, as if /train had run to the end."""
-    subject = await subjects.create(db, owner_id=owner_id, guild_id=guild_id, name=name, class_noun=class_noun)
-    await consent.grant(db, subject_id=subject.id, user_id=owner_id, guild_id=guild_id,
-                        text=consent.text_for(name=subject.name, class_noun=subject.class_noun))
-    adapter = await record_file(db, data_dir, f"subjects/{subject.id}/adapter/pytorch_lora_weights.safetensors",
-                                b"weights", kind="adapter", subject_id=subject.id, user_id=owner_id)
-    await subjects.set_adapter(db, subject_id=subject.id, artifact_id=adapter.id)
-    return await subjects.set_state(db, subject_id=subject.id, state="ready")
+    """A trained subject with consent and an adapter, as if /train had run to the end long ago.
+
+    Built through the lifecycle (tests.helpers.trained); its training's events count as delivered, so they
+    never reach the channels a test watches.
+    """
+    subject = await helpers.trained(db, Path(data_dir), owner_id=owner_id, guild_id=guild_id, name=name,
+                                    class_noun=class_noun, channel_id=None)
+    trainings = {j.id for j in await jobs.list_jobs(db, user_id=owner_id) if j.subject_id == subject.id}
+    for event in await outbox.pending(db, at=math.inf):
+        if event.job_id in trainings:
+            await outbox.mark_delivered(db, event.id)
+    return subject
 
 
 async def finish_generate(db, data_dir: Path, queue: QueueConfig, *, image: bytes | None = None) -> jobs.Job:
-    """Claim the next job (a generate one), record its images and post the `images` event."""
-    job = await jobs.claim(db, worker_id="sim", lease_seconds=60)
+    """Claim the next job (a generate one), write its images and grid, and finish it through the lifecycle,
+    which records them and queues the `images` event."""
+    job = await jobs.claim(db, worker_id="sim", lease_seconds=queue.lease_seconds)
     assert job is not None and job.kind == "generate"
+    await jobs.heartbeat(db, job_id=job.id, lease_token=job.lease_token, lease_seconds=queue.lease_seconds)
     n = job.params.get("n", 1)
-    ids = [(await record_file(db, data_dir, f"jobs/{job.id}/image-{i}.png", image or png(), kind="image",
-                              job_id=job.id, user_id=job.user_id)).id for i in range(n)]
-    seeds = [1000 + i for i in range(n)]
-    await outbox.post(db, kind="images", job_id=job.id, user_id=job.user_id, guild_id=job.guild_id,
-                      channel_id=job.channel_id, payload={"job_id": job.id, "prompt": job.params["prompt"],
-                                                          "image_artifact_ids": ids, "grid_artifact_id": None,
-                                                          "seeds": seeds})
-    return await jobs.complete(db, job_id=job.id, lease_token=job.lease_token, result={"seeds": seeds})
+    paths = [f"jobs/{job.id}/images/{i:02d}.png" for i in range(n)]
+    for rel in [*paths, f"jobs/{job.id}/grid.png"]:
+        (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / rel).write_bytes(image or png())
+    return await lifecycle.finish_generation(db, job_id=job.id, lease_token=job.lease_token, image_paths=paths,
+                                             grid_path=f"jobs/{job.id}/grid.png", seeds=[1000 + i for i in range(n)],
+                                             prompt=job.params["prompt"], data_dir=data_dir, gpu_seconds=1.0)
 
 
 async def post(db, job: jobs.Job, kind: str, payload: dict) -> int:

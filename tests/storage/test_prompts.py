@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot import prompts
+from storage import prompts
 from storage.errors import PromptRefused, SubjectError
 from storage.subjects import Subject
 
 
-def subject(name: str, token: str = "sks", noun: str = "dog", state: str = "ready", sid: int = 1) -> Subject:
+def subject(name: str, token: str = "sks", noun: str = "dog", state: str = "trained", sid: int = 1) -> Subject:
     return Subject(id=sid, owner_id=1, guild_id=2, name=name, token=token, class_noun=noun, state=state,
                    adapter_artifact_id=9, created_at=0.0, updated_at=0.0)
 
@@ -36,12 +36,22 @@ def test_expand_refuses_a_prompt_without_a_subject():
         prompts.expand("a cat in space", [REX])
 
 
-@pytest.mark.parametrize(("state", "advice"), [("training", "still training"), ("revoked", "consent was revoked"),
-                                               ("pending_review", "moderator's review")])
+@pytest.mark.parametrize(("state", "advice"), [
+    ("draft", "waiting for your confirmation"), ("consented", "moderator's review"), ("queued", "still queued"),
+    ("training", "still training"), ("failed", "failed to train"), ("cancelled", "was cancelled"),
+    ("revoked", "consent was revoked"),
+])
 def test_require_usable_explains_the_state(state, advice):
-    """A subject that is not ready is refused with what its state means."""
+    """A subject that is not trained is refused with what its state means."""
     with pytest.raises(SubjectError, match=advice):
         prompts.require_usable(subject("rex", state=state))
+
+
+def test_require_usable_accepts_a_trained_subject_with_an_adapter():
+    """A trained subject with its adapter in use passes; without an adapter it is refused."""
+    prompts.require_usable(REX)
+    with pytest.raises(SubjectError, match="no trained adapter"):
+        prompts.require_usable(Subject(**{**vars(REX), "adapter_artifact_id": None}))
 
 
 @pytest.mark.parametrize(("prompt", "terms", "found"), [

@@ -18,12 +18,12 @@ from storage.subjects import Subject
 MAX_PROMPT = 400
 _NOT_READY = {
     "draft": "is waiting for your confirmation: press Confirm on the /train reply, or run /train again",
-    "pending_review": "is waiting for a moderator's review; you'll be told when it is approved",
+    "consented": "is waiting for a moderator's review (or for room in the queue); you'll be told when it starts",
     "queued": "is still queued for training; /status shows its place",
     "training": "is still training; its progress is posted in the channel",
     "failed": "failed to train; run /train again with other photos",
-    "rejected": "was rejected by a moderator and can't be used",
-    "revoked": "can't be used any more because its consent was revoked",
+    "cancelled": "was cancelled; run /train again to train it",
+    "revoked": "can't be used any more: its consent was revoked or a moderator took it away",
 }
 
 
@@ -73,7 +73,7 @@ def expand(prompt: str, owned: Sequence[Subject], chosen: Subject | None = None)
 
 def require_usable(subject: Subject) -> None:
     """SubjectError with advice unless the subject is trained and usable."""
-    if subject.state != "ready" or subject.adapter_artifact_id is None:
+    if subject.state != "trained" or subject.adapter_artifact_id is None:
         reason = _NOT_READY.get(subject.state, "has no trained adapter yet")
         raise SubjectError(f"Your subject {subject.name!r} {reason}.")
 
@@ -87,3 +87,12 @@ def check_blocklist(prompt: str, terms: Sequence[str]) -> None:
     term = blocked_term(prompt, terms)
     if term is not None:
         raise PromptRefused(f"This server doesn't allow {term!r} in prompts. Reword your prompt without it.")
+
+
+def check_subject_words(*, name: str, class_noun: str, terms: Sequence[str]) -> None:
+    """A subject's name and class noun reach every prompt made with it: the blocklist applies to them too."""
+    for what, text in (("name", name), ("class noun", class_noun)):
+        term = blocked_term(text, terms)
+        if term is not None:
+            raise PromptRefused(f"This server doesn't allow {term!r}, and a subject's {what} goes into every "
+                                "prompt made with it. Choose another.")
