@@ -12,7 +12,7 @@ import re
 
 import discord
 
-from bot import checks
+from bot import checks, render
 from bot.error_handler import guarded, send_ephemeral
 from storage import lifecycle
 
@@ -129,8 +129,10 @@ class Review(discord.ui.DynamicItem[discord.ui.Button], template=r"review:(?P<ac
         await interaction.response.edit_message(content=text, view=None,
                                                 allowed_mentions=discord.AllowedMentions.none())
         verdict = "approved" if queued.job is not None else "rejected"
+        # Posted in the channel of the /train: the name is the owner's text, escaped like every public one.
         await lifecycle.tell_owner(bot.db, subject, f"<@{subject.owner_id}> the moderators {verdict} your subject "
-                                  f"**{subject.name}**." + (" Training is queued." if queued.job else ""))
+                                  f"**{render.user_text(subject.name)}**." + (" Training is queued." if queued.job
+                                                                            else ""))
         await bot.audit(f"subject.{verdict}", actor_id=interaction.user.id,
                         fields={"subject": f"#{subject.id} {subject.name}", "owner": f"<@{subject.owner_id}>"})
 
