@@ -234,7 +234,8 @@ class Worker:
             log.exception("job %d: could not check whether it still exists", job.id)
             return
         if gone:
-            removed = await asyncio.to_thread(lifecycle.remove_files, self.data_dir, lifecycle.job_paths(job))
+            paths = await self._call(lifecycle.abandoned_paths, job)
+            removed = await asyncio.to_thread(lifecycle.remove_files, self.data_dir, paths)
             log.info("job %d was deleted while it ran; removed %d of its outputs", job.id, removed)
         else:
             log.warning("job %d: lease lost, another worker owns it now; dropping it", job.id)

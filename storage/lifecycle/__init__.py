@@ -47,7 +47,15 @@ from storage.lifecycle.states import (
     QueuedImages,
     remove_files,
 )
-from storage.lifecycle.stopping import ban, cancel_job, forget_user, is_forgotten, job_paths, revoke
+from storage.lifecycle.stopping import (
+    abandoned_paths,
+    ban,
+    cancel_job,
+    forget_user,
+    is_forgotten,
+    job_paths,
+    revoke,
+)
 from storage.lifecycle.worker import (
     begin_training,
     fail_job,
@@ -64,6 +72,7 @@ from storage.lifecycle.worker import (
 )
 
 __all__ = [
+    "abandoned_paths",
     "DAY",
     "DRAFT_TTL_SECONDS",
     "FORGOTTEN",

@@ -63,7 +63,9 @@ async def _delete_outputs(db: aiosqlite.Connection, job: jobs.Job) -> list[str]:
     if ids:
         marks = ",".join("?" * len(ids))
         await db.execute(f"UPDATE subjects SET adapter_artifact_id = NULL WHERE adapter_artifact_id IN ({marks})", ids)
-    await db.execute("DELETE FROM outbox WHERE job_id = ? AND delivered_at IS NULL", (job.id,))
+    # What it made is never delivered; the notices of its end (cancelled, failed) still are.
+    await db.execute("DELETE FROM outbox WHERE job_id = ? AND delivered_at IS NULL "
+                     "AND kind IN ('progress', 'grid', 'train_done', 'images')", (job.id,))
     return [r["path"] for r in rows] + job_paths(job)
 
 
@@ -71,7 +73,18 @@ def job_paths(job: jobs.Job) -> list[str]:
     """Where a job's files live, recorded or not: its folder, and a training's exported adapter files."""
     paths = [f"jobs/{job.id}"]
     if job.kind == "train" and job.subject_id is not None:
-        paths += [f"subjects/{job.subject_id}/job-{job.id}-adapter", f"subjects/{job.subject_id}/job-{job.id}-kohya.safetensors"]
+        subject_dir = f"subjects/{job.subject_id}"
+        paths += [f"{subject_dir}/job-{job.id}-adapter", f"{subject_dir}/job-{job.id}-kohya.safetensors"]
+    return paths
+
+
+async def abandoned_paths(db: aiosqlite.Connection, job: jobs.Job) -> list[str]:
+    """What a worker deletes of a job whose row is gone (its user was forgotten while it ran): the job's
+    files, and its subject's folder when the subject is gone too."""
+    paths = job_paths(job)
+    if job.subject_id is not None and await fetch_one(db, "SELECT 1 FROM subjects WHERE id = ?",
+                                                      (job.subject_id,)) is None:
+        paths.append(f"subjects/{job.subject_id}")
     return paths
 
 
@@ -92,13 +105,14 @@ async def cancel_job(db: aiosqlite.Connection, *, job_id: int, data_dir: Path, u
     return job
 
 
-async def _subject_jobs(db: aiosqlite.Connection, subject_id: int) -> list[jobs.Job]:
-    """Queued and running jobs that use the subject: its training, and generations naming it."""
+async def _subject_jobs(db: aiosqlite.Connection, subject_id: int, *, active: bool) -> list[jobs.Job]:
+    """Jobs that use the subject (queued and running ones only, when `active`): its trainings, and
+    generations naming it."""
     query = """
-        SELECT * FROM jobs WHERE state IN ('queued', 'running')
+        SELECT * FROM jobs WHERE (NOT :active OR state IN ('queued', 'running'))
           AND (subject_id = :s OR EXISTS (SELECT 1 FROM json_each(jobs.params, '$.subject_ids') WHERE value = :s))
     """
-    return [jobs.Job.from_row(r) for r in await fetch_all(db, query, {"s": subject_id})]
+    return [jobs.Job.from_row(r) for r in await fetch_all(db, query, {"s": subject_id, "active": active})]
 
 
 async def _revoke(db: aiosqlite.Connection, subject: Subject, *, by: int | None, reason: str,
@@ -110,7 +124,7 @@ async def _revoke(db: aiosqlite.Connection, subject: Subject, *, by: int | None,
     if moved is None:
         raise SubjectError(f"Subject #{subject.id} is {subject.state} and can't be revoked.")
     paths: list[str] = []
-    for job in await _subject_jobs(db, subject.id):
+    for job in await _subject_jobs(db, subject.id, active=True):
         paths += await _stop_job(db, job, reason=reason)
     await _set_adapter(db, subject.id, None)
     rows = await fetch_all(db, "DELETE FROM artifacts WHERE subject_id = ? RETURNING path", (subject.id,))
@@ -118,8 +132,10 @@ async def _revoke(db: aiosqlite.Connection, subject: Subject, *, by: int | None,
     photo_rows = await fetch_all(db, "DELETE FROM photos WHERE subject_id = ? RETURNING path", (subject.id,))
     paths += await _unused_blobs(db, [r["path"] for r in photo_rows])
     paths.append(f"subjects/{subject.id}")
-    for row in await fetch_all(db, "SELECT * FROM jobs WHERE subject_id = ?", (subject.id,)):
-        paths += job_paths(jobs.Job.from_row(row))  # temporaries a crash left inside them included
+    for job in await _subject_jobs(db, subject.id, active=False):
+        # Every job that used it, ended ones too: images and grids made with it, what is not delivered
+        # yet, and whatever a crash left in its folder.
+        paths += await _delete_outputs(db, job)
     await _audit(db, action, by, subject, {"reason": reason})
     return paths
 

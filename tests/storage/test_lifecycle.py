@@ -88,7 +88,8 @@ async def test_forget_during_training_leaves_no_file_and_no_usage(db, data):
         await lifecycle.fail_job(db, job_id=job.id, lease_token=job.lease_token, error="x", retryable=True,
                                  queue=QUEUE, gpu_seconds=5.0)
     assert not await lifecycle.job_exists(db, job.id)
-    lifecycle.remove_files(data, lifecycle.job_paths(job))  # what the worker does once its job is gone
+    _write(data / f"subjects/{subject.id}/job-{job.id}-adapter/pytorch_lora_weights.safetensors")
+    lifecycle.remove_files(data, await lifecycle.abandoned_paths(db, job))  # what the worker does then
     assert not ckpt.exists() and not (data / f"subjects/{subject.id}").exists()
     assert await usage.totals(db, by="user_id", user_id=subject.owner_id) == []
     assert not list((data / "blobs").rglob("*.jpg"))
@@ -297,3 +298,13 @@ async def test_local_training_needs_consent_and_records_the_operator(db, data):
     subject, job = await lifecycle.local_training(db, consent_given=True, **args)
     granted = await consent.active(db, subject.id)
     assert granted is not None and granted.user_id == 0 and job.state == "queued"
+
+
+async def test_revoke_after_training_withholds_what_was_not_delivered_yet(db, data):
+    """A subject revoked after its training ended, before the bot delivered its grid and result: neither
+    is delivered, and the job's files go with the rest (found by the stateful test)."""
+    subject = await trained(db, data, queue=QUEUE)
+    assert {e.kind for e in await outbox.pending(db, limit=100)} >= {"train_done"}
+    await lifecycle.revoke(db, subject_id=subject.id, guild_id=9, moderator_id=7, reason="x", data_dir=data)
+    assert not [e for e in await outbox.pending(db, limit=100) if e.kind in ("grid", "train_done", "images")]
+    assert not (data / "subjects" / str(subject.id)).exists()
