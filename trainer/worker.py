@@ -425,7 +425,7 @@ class _JobCallbacks:
         self._progress(0, 0, text, None, None, force=True)
 
     def on_progress(self, progress) -> None:
-        self._progress(progress.step, progress.total, progress.message or f"step {progress.step}/{progress.total}",
+        self._progress(progress.step, progress.total, progress.message or "",  # the bar already says the step
                        progress.eta_seconds, progress.loss, force=progress.step == progress.total)
 
     def _progress(self, step, total, message, eta, loss, *, force: bool) -> None:
