@@ -13,6 +13,7 @@ Each row is handled alone: one that fails is logged and counted, and the sweep g
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ async def sweep(db: aiosqlite.Connection, *, data_dir: Path, cfg: RetentionConfi
     """Delete what has outlived its retention period, and orphaned files; never raises for one bad row."""
     t = now() if at is None else at
     data_dir = Path(data_dir)
-    errors = [0]
+    tally = _Tally()
     images = photos = 0
     if cfg.generated_days:
         query = """
@@ -51,28 +52,35 @@ async def sweep(db: aiosqlite.Connection, *, data_dir: Path, cfg: RetentionConfi
             ORDER BY id
         """
         for row in await fetch_all(db, query, (t - cfg.generated_days * DAY,)):
-            images += await _one(errors, _delete_artifact(db, data_dir, row["id"], row["path"]), row["path"])
+            images += await tally.attempt(row["path"], _delete_artifact(db, data_dir, row["id"], row["path"]))
     if cfg.failed_job_photos_days:
         query = """
             SELECT p.id, p.path FROM photos AS p JOIN subjects AS s ON s.id = p.subject_id
             WHERE s.state IN ('failed', 'cancelled') AND s.updated_at < ? ORDER BY p.id
         """
         for row in await fetch_all(db, query, (t - cfg.failed_job_photos_days * DAY,)):
-            photos += await _one(errors, _delete_photo(db, data_dir, row["id"], row["path"]), row["path"])
-    orphans = await _collect_orphans(db, data_dir, errors, at=t)
-    if images or photos or orphans or errors[0]:
+            photos += await tally.attempt(row["path"], _delete_photo(db, data_dir, row["id"], row["path"]))
+    orphans = await _collect_orphans(db, data_dir, tally, at=t)
+    if images or photos or orphans or tally.errors:
         log.info("retention sweep deleted %d generated files, %d photos and %d orphans; %d errors",
-                 images, photos, orphans, errors[0])
-    return SweepReport(images=images, photos=photos, orphans=orphans, errors=errors[0])
+                 images, photos, orphans, tally.errors)
+    return SweepReport(images=images, photos=photos, orphans=orphans, errors=tally.errors)
 
 
-async def _one(errors: list[int], work, what: str) -> int:
-    try:
-        return int(bool(await work))
-    except Exception:
-        log.exception("retention sweep could not delete %s; going on", what)
-        errors[0] += 1
-        return 0
+class _Tally:
+    """The rows one sweep could not handle: each is logged and counted, and the sweep goes on."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+
+    async def attempt(self, what: str, work: Awaitable[bool]) -> int:
+        """1 when `work` deleted something, 0 when there was nothing or it failed."""
+        try:
+            return int(await work)
+        except Exception:
+            log.exception("retention sweep could not delete %s; going on", what)
+            self.errors += 1
+            return 0
 
 
 async def _delete_artifact(db: aiosqlite.Connection, data_dir: Path, artifact_id: int, path: str) -> bool:
@@ -91,7 +99,11 @@ async def _delete_photo(db: aiosqlite.Connection, data_dir: Path, photo_id: int,
     return True
 
 
-async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, errors: list[int], *, at: float) -> int:
+async def _remove(data_dir: Path, rel: str) -> bool:
+    return files.remove(data_dir, rel)
+
+
+async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, tally: _Tally, *, at: float) -> int:
     found = 0
     for folder, table in (("jobs", "jobs"), ("subjects", "subjects")):
         root = data_dir / folder
@@ -100,7 +112,7 @@ async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, errors: lis
         known = {r[0] for r in await fetch_all(db, f"SELECT id FROM {table}")}
         for entry in root.iterdir():
             if entry.name.isdigit() and int(entry.name) not in known:
-                found += await _one(errors, _remove(data_dir, f"{folder}/{entry.name}"), entry.name)
+                found += await tally.attempt(entry.name, _remove(data_dir, f"{folder}/{entry.name}"))
     blobs = data_dir / files.BLOB_DIR
     if blobs.is_dir():
         used = {r[0] for r in await fetch_all(db, "SELECT DISTINCT path FROM photos")}
@@ -109,11 +121,5 @@ async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, errors: lis
             if rel not in used and not blob.name.startswith(".tmp-") and blob.stat().st_mtime < at - ORPHAN_GRACE_SECONDS:
                 # checked again right before deleting: a photo may have been attached since the listing
                 if await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (rel,)) is None:
-                    found += await _one(errors, _remove(data_dir, rel), rel)
+                    found += await tally.attempt(rel, _remove(data_dir, rel))
     return found
-
-
-async def _remove(data_dir: Path, rel: str) -> bool:
-    return files.remove(data_dir, rel)
-
-

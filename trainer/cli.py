@@ -87,9 +87,8 @@ def cmd_train(args, cfg) -> int:
 
 
 async def _train(args, cfg) -> int:
-    from storage import consent, files, intake, jobs, lifecycle
+    from storage import consent, files, intake, jobs, lifecycle, subjects
     from storage import db as storage_db
-    from storage.errors import ConsentError
 
     st = cfg.storage
     uploads = [intake.Upload(label=path.name, filename=path.name, content_type=None, data=path.read_bytes())
@@ -99,21 +98,18 @@ async def _train(args, cfg) -> int:
         raise found.refusal()
     for line in found.lines:
         print(f"photo {line}")
-    given = args.consent or _ask_consent(consent.text_for(name=subjects_name(args.name),
-                                                         class_noun=args.class_noun.strip().lower()))
+    given = args.consent or _ask_consent(consent.text_for(name=subjects.normalize_name(args.name),
+                                                         class_noun=subjects.normalize_class_noun(args.class_noun)))
     params = {"preset": args.preset or cfg.trainer.default_preset, "steps": args.steps, "model": args.model}
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
         photos = found.accepted
         recipe = json.dumps({"name": args.name, "photos": sorted(files.sha256_bytes(p.data) for p in photos),
                              "params": params}, sort_keys=True)
         key = "cli-train-" + hashlib.sha256(recipe.encode()).hexdigest()[:24]
-        try:
-            subject, job = await lifecycle.local_training(
-                db, owner_id=LOCAL_USER_ID, name=args.name, class_noun=args.class_noun, photos=photos, params=params,
-                idempotency_key=key, consent_given=given, queue=st.queue, data_dir=Path(st.data_dir))
-        except ConsentError as exc:
-            print(f"dreambot: {exc}", file=sys.stderr)
-            return 1
+        # Without consent this refuses (ConsentError, printed by cli.main, exit 1) before a photo is kept.
+        subject, job = await lifecycle.local_training(
+            db, owner_id=LOCAL_USER_ID, name=args.name, class_noun=args.class_noun, photos=photos, params=params,
+            idempotency_key=key, consent_given=given, queue=st.queue, data_dir=Path(st.data_dir))
         print(f"subject {subject.name!r}: trained as '{subject.instance_prompt}'")
         if job.state == "running":
             print(f"job #{job.id} was running when its last worker stopped; it resumes once that lease "
@@ -186,12 +182,6 @@ def cmd_imagine(args, cfg) -> int:
     if folder.is_dir():
         return _imagine_from_folder(args, cfg, folder)
     return asyncio.run(_imagine_subject(args, cfg))
-
-
-def subjects_name(name: str) -> str:
-    from storage.subjects import normalize_name
-
-    return normalize_name(name)
 
 
 def _ask_consent(text: str) -> bool:

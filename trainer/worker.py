@@ -183,7 +183,7 @@ class Worker:
         except StopRequested:  # a write was refused: the job was cancelled, revoked or its owner banned
             flags.cancel.set()
             await self._stopped(job, flags, started)
-        except InterruptedError:  # generation told to stop between images (flags say why)
+        except InterruptedError:  # images or class images told to stop between steps (flags say why)
             await self._stopped(job, flags, started)
         except LeaseLost:
             await self._lost(job)
@@ -303,11 +303,8 @@ class Worker:
         self._images.unload_all()  # training needs the plain base model
 
         callbacks = _JobCallbacks(self, job, flags)
-        try:
-            class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
-        except InterruptedError:
-            await self._stopped(job, flags, started)
-            return
+        # InterruptedError (told to stop while making class images) is handled in _run_job
+        class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
         out_dir = self.data_dir / "jobs" / str(job.id)
         subject_dir = self.data_dir / "subjects" / str(subject.id)
         result = await asyncio.to_thread(

@@ -35,7 +35,6 @@ from storage.lifecycle.limits import check_preset, cooldown_left, ensure_not_ban
 from storage.lifecycle.states import (
     DAY,
     DRAFT_TTL_SECONDS,
-    FORGOTTEN,
     GONE,
     MB,
     SUBJECT_TRANSITIONS,
@@ -52,7 +51,6 @@ from storage.lifecycle.stopping import (
     ban,
     cancel_job,
     forget_user,
-    is_forgotten,
     job_paths,
     revoke,
 )
@@ -75,7 +73,6 @@ __all__ = [
     "abandoned_paths",
     "DAY",
     "DRAFT_TTL_SECONDS",
-    "FORGOTTEN",
     "ForgetReport",
     "GONE",
     "ImageRequest",
@@ -101,7 +98,6 @@ __all__ = [
     "finish_generation",
     "finish_training",
     "forget_user",
-    "is_forgotten",
     "job_exists",
     "job_paths",
     "job_stopped",

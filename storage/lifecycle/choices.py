@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -14,16 +13,10 @@ from storage.db import fetch_all, fetch_one, transaction
 from storage.errors import (
     SubjectError,
 )
+from storage.lifecycle.states import _audit, _move, _set_adapter, remove_files
 from storage.subjects import Subject
 
-if TYPE_CHECKING:
-    pass
-
-from storage.lifecycle.states import _audit, _move, _set_adapter, remove_files
-
 log = logging.getLogger(__name__)
-
-# --- the owner's choices after training -------------------------------------------------------------
 
 async def choose_adapter(db: aiosqlite.Connection, *, subject_id: int, user_id: int, artifact_id: int,
                          data_dir: Path) -> tuple[Subject, str]:

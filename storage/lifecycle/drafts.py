@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from storage.photos import CleanPhoto
 
 from storage.lifecycle.limits import (
-    _check_ban,
     _check_storage,
     _check_subject_quota,
     _take_cooldown,
     check_preset,
+    ensure_not_banned,
 )
 from storage.lifecycle.states import (
     DRAFT_TTL_SECONDS,
@@ -62,7 +62,7 @@ async def create_draft(db: aiosqlite.Connection, *, owner_id: int, guild_id: int
     stored = [(p, *await asyncio.to_thread(files.put_blob, Path(data_dir), p.data, p.suffix)) for p in photos]
     try:
         async with transaction(db):
-            await _check_ban(db, user_id=owner_id, guild_id=guild_id)
+            await ensure_not_banned(db, user_id=owner_id, guild_id=guild_id)
             if limits.cooldown_seconds:
                 await _take_cooldown(db, user_id=owner_id, action="train", seconds=limits.cooldown_seconds)
             policy = None
@@ -160,7 +160,7 @@ async def confirm(db: aiosqlite.Connection, *, subject_id: int, user_id: int, qu
     a ban or a full queue leaves the draft as it was."""
     async with transaction(db):
         subject = await _owned_draft(db, subject_id, user_id)
-        await _check_ban(db, user_id=user_id, guild_id=subject.guild_id)
+        await ensure_not_banned(db, user_id=user_id, guild_id=subject.guild_id)
         text = consent.text_for(name=subject.name, class_noun=subject.class_noun)
         await consent.grant(db, subject_id=subject.id, user_id=user_id, guild_id=subject.guild_id, text=text)
         if actor_note:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosqlite
 
@@ -14,37 +14,40 @@ from storage.db import fetch_one, transaction
 from storage.errors import (
     SubjectError,
 )
-
-if TYPE_CHECKING:
-    pass
-
-from storage.lifecycle.limits import _check_ban, _check_images_per_day, _take_cooldown
+from storage.lifecycle.limits import _check_images_per_day, _take_cooldown, ensure_not_banned
 from storage.lifecycle.states import NO_LIMITS, VARY_GUIDANCE, ImageRequest, Limits, QueuedImages
+from storage.subjects import Subject
 
 log = logging.getLogger(__name__)
-
-# --- generation requests --------------------------------------------------------------------------
 
 async def queue_images(db: aiosqlite.Connection, request: ImageRequest, *, queue: QueueConfig,
                        limits: Limits = NO_LIMITS, idempotency_key: str | None = None) -> QueuedImages:
     """An /imagine: the named subjects must be the user's own, trained and consented; the blocklist sees
     the user's words and the final prompt; ban, cooldown and the daily image quota are checked in the
     transaction that queues the job."""
-    owned = await subjects.list_for_owner(db, request.user_id, guild_id=request.guild_id)
+    owned = _one_per_name(await subjects.list_for_owner(db, request.user_id, guild_id=request.guild_id))
     chosen = None
     if request.subject_name:
         key = " ".join(request.subject_name.split()).lower()
-        chosen = next((s for s in owned if s.name == key and s.state == "trained"), None) or next(
-            (s for s in owned if s.name == key), None)
+        chosen = next((s for s in owned if s.name == key), None)
         if chosen is None:
             raise SubjectError(f"You have no subject called {request.subject_name!r} here. "
                                "/subjects lists yours; /train makes a new one.")
-    expanded = prompts.expand(request.prompt, [s for s in owned if s.state in subjects.LIVE] or owned, chosen)
+    expanded = prompts.expand(request.prompt, owned, chosen)
     params = {"prompt": expanded.text, "request": request.prompt, "subject_ids": [s.id for s in expanded.subjects],
               "n": request.count, "seed": request.seed, "steps": request.steps, "guidance": request.guidance}
     return await _queue_generation(db, user_id=request.user_id, guild_id=request.guild_id,
                                    channel_id=request.channel_id, params=params, queue=queue, limits=limits,
                                    idempotency_key=idempotency_key)
+
+
+def _one_per_name(owned: list[Subject]) -> list[Subject]:
+    """The subject each name means: the live one (at most one per name), else the newest that ended, so a
+    revoked one is refused with its reason rather than as unknown."""
+    by_name: dict[str, Subject] = {}
+    for subject in sorted(owned, key=lambda s: (s.state in subjects.LIVE, s.id)):
+        by_name[subject.name] = subject
+    return list(by_name.values())
 
 
 async def repeat_images(db: aiosqlite.Connection, *, job_id: int, user_id: int, action: str, channel_id: int | None,
@@ -75,7 +78,7 @@ async def _queue_generation(db: aiosqlite.Connection, *, user_id: int, guild_id:
             job = jobs.Job.from_row(known)
             return QueuedImages(job=job, prompt=job.params["prompt"], position=await jobs.queue_position(db, job.id))
     async with transaction(db):
-        await _check_ban(db, user_id=user_id, guild_id=guild_id)
+        await ensure_not_banned(db, user_id=user_id, guild_id=guild_id)
         used = [await subjects.get(db, sid) for sid in params.get("subject_ids", [])]
         for subject in used:
             if subject.owner_id != user_id:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -18,27 +17,17 @@ from storage.errors import (
     QuotaReached,
     SubjectError,
 )
-
-if TYPE_CHECKING:
-    pass
-
 from storage.lifecycle.states import DAY, MB
 
 log = logging.getLogger(__name__)
 
-# --- limits, each checked inside the transaction of the write it limits ----------------------------
-
-async def _check_ban(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None) -> None:
-    """Banned in this guild; outside a guild (a DM, the CLI), banned in any guild."""
+async def ensure_not_banned(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None) -> None:
+    """Banned (a DreambotError) when a moderator barred the user in this guild; outside a guild (a DM,
+    the command line), in any guild."""
     query = "SELECT reason FROM guild_bans WHERE user_id = ? AND (? IS NULL OR guild_id = ?) LIMIT 1"
     row = await fetch_one(db, query, (user_id, guild_id, guild_id))
     if row is not None:
         raise Banned(row["reason"])
-
-
-async def ensure_not_banned(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None) -> None:
-    """Banned (a DreambotError) when a moderator barred the user here (anywhere, outside a guild)."""
-    await _check_ban(db, user_id=user_id, guild_id=guild_id)
 
 
 async def cooldown_left(db: aiosqlite.Connection, *, user_id: int, action: str, seconds: float,

@@ -11,17 +11,12 @@ import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from storage import audit, files, jobs, outbox
-from storage.db import fetch_all, fetch_one, now, transaction
+from storage import audit, files, jobs, outbox, usage
+from storage.db import fetch_all, fetch_one, now
 from storage.subjects import Subject
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +31,7 @@ SUBJECT_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "cancelled": ("queued", "revoked"),
     "revoked": (),
 }
-# Every state may also become "forgotten": the user's rows are deleted, so no row ever holds it.
-FORGOTTEN = "forgotten"
+# Every state may also become "forgotten" (/forget): the user's rows are deleted, so no row holds it.
 DRAFT_TTL_SECONDS = 15 * 60  # an unconfirmed draft and its photos are deleted after this
 DAY = 24 * 3600.0
 GONE = "This request has expired or was cancelled, and its photos were deleted. Run /train again."
@@ -132,11 +126,13 @@ def remove_files(data_dir: Path, paths: Iterable[str]) -> int:
 
 async def _unused_blobs(db: aiosqlite.Connection, paths: Iterable[str]) -> set[str]:
     """The photo blobs among `paths` no photo row uses any more (blobs are shared by content)."""
-    wanted = set(paths)
+    wanted = sorted(set(paths))
     if not wanted:
         return set()
-    still = {r["path"] for r in await fetch_all(db, "SELECT DISTINCT path FROM photos")}
-    return wanted - still
+    marks = ",".join("?" * len(wanted))
+    still = {r["path"] for r in await fetch_all(db, f"SELECT DISTINCT path FROM photos WHERE path IN ({marks})",
+                                                wanted)}
+    return set(wanted) - still
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -148,13 +144,12 @@ async def _post(db: aiosqlite.Connection, job: jobs.Job, kind: str, payload: dic
 
 async def _usage(db: aiosqlite.Connection, job: jobs.Job, *, gpu_seconds: float, images: int) -> None:
     """Usage of a job's attempt, written in the fenced transaction that ends it (never for a forgotten user)."""
-    await db.execute("INSERT INTO usage (at, user_id, guild_id, subject_id, job_id, kind, gpu_seconds, images) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (now(), job.user_id, job.guild_id, job.subject_id, job.id, job.kind, gpu_seconds, images))
+    await usage.record(db, user_id=job.user_id, kind=job.kind, gpu_seconds=gpu_seconds, images=images,
+                       guild_id=job.guild_id, subject_id=job.subject_id, job_id=job.id)
 
 
 async def _audit(db: aiosqlite.Connection, action: str, actor_id: int | None, subject: Subject,
                  detail: dict | None = None) -> None:
-    async with transaction(db):
-        await audit.append(db, action=action, actor_id=actor_id, guild_id=subject.guild_id,
-                           target_user_id=subject.owner_id, subject_id=subject.id, detail=detail or {})
+    """An audit entry about the subject, inside the caller's transaction (it commits with the change)."""
+    await audit.append(db, action=action, actor_id=actor_id, guild_id=subject.guild_id,
+                       target_user_id=subject.owner_id, subject_id=subject.id, detail=detail or {})

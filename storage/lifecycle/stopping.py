@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -17,11 +16,6 @@ from storage.errors import (
     SubjectError,
     WrongJobState,
 )
-from storage.subjects import Subject
-
-if TYPE_CHECKING:
-    pass
-
 from storage.lifecycle.states import (
     ForgetReport,
     _audit,
@@ -31,10 +25,9 @@ from storage.lifecycle.states import (
     _unused_blobs,
     remove_files,
 )
+from storage.subjects import Subject
 
 log = logging.getLogger(__name__)
-
-# --- stopping work: cancel, revoke, ban, forget -----------------------------------------------------
 
 async def _stop_job(db: aiosqlite.Connection, job: jobs.Job, *, reason: str) -> list[str]:
     """Cancel a queued job at once (its outputs deleted: returns their paths), or ask a running one to stop
@@ -208,9 +201,3 @@ async def forget_user(db: aiosqlite.Connection, *, user_id: int, data_dir: Path,
     removed = remove_files(data_dir, paths)
     log.info("forgot a user: %s", report.summary())
     return ForgetReport(**{**vars(report), "files_removed": removed})
-
-
-async def is_forgotten(db: aiosqlite.Connection, user_id: int) -> bool:
-    row = await fetch_one(db, "SELECT 1 FROM audit_log WHERE action = 'user.forgotten' AND target_user_id = ?",
-                          (user_id,))
-    return row is not None

@@ -7,30 +7,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
 from storage import artifacts, consent, jobs, prompts, subjects
 from storage.config import QueueConfig
-from storage.db import fetch_one, now, transaction
+from storage.db import fetch_one, transaction
 from storage.errors import (
     ConsentError,
     LeaseLost,
     StopRequested,
     SubjectError,
 )
-from storage.subjects import Subject
-
-if TYPE_CHECKING:
-    pass
-
 from storage.lifecycle.states import _move, _post, _set_adapter, _usage, remove_files
 from storage.lifecycle.stopping import _delete_outputs
+from storage.subjects import Subject
 
 log = logging.getLogger(__name__)
-
-# --- the worker's side: every write fenced by the lease token --------------------------------------
 
 async def _fence(db: aiosqlite.Connection, job_id: int, token: str, *, stopping: bool = False) -> jobs.Job:
     """The job, if this worker still holds it. LeaseLost when it is gone (forgotten) or taken over;
@@ -92,8 +85,8 @@ async def post_event(db: aiosqlite.Connection, *, job_id: int, lease_token: str,
         job = await _fence(db, job_id, lease_token)
         if progress is not None:
             step, total, message = progress
-            await db.execute("UPDATE jobs SET progress_step = ?, progress_total = ?, progress_message = ?, "
-                             "updated_at = ? WHERE id = ?", (step, total, message, now(), job.id))
+            await jobs.set_progress(db, job_id=job.id, lease_token=lease_token, step=step, total=total,
+                                    message=message)
         if kind:
             await _post(db, job, kind, payload)
 

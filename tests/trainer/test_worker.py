@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import artifacts, jobs, lifecycle, outbox, subjects, usage
+from storage import artifacts, audit, jobs, lifecycle, outbox, subjects, usage
 from storage import db as storage_db
 from tests.trainer.conftest import add_subject, make_app_cfg
 from trainer.worker import Worker
@@ -219,7 +219,7 @@ async def test_forget_during_training_stops_it_and_leaves_nothing(long_training)
     assert not list((data / "blobs").rglob("*.*"))
     async with storage_db.connect(cfg.storage.database) as db:
         assert await usage.totals(db, by="user_id", user_id=subject.owner_id) == []
-        assert await lifecycle.is_forgotten(db, subject.owner_id)
+        assert [e.action for e in await audit.recent(db, target_user_id=subject.owner_id)] == ["user.forgotten"]
 
 
 async def test_a_locked_database_is_waited_out(app_cfg, monkeypatch):
