@@ -1,10 +1,16 @@
-"""Making images fit Discord's upload limit: re-encode as JPEG, then downscale, until small enough."""
+"""Making images fit Discord's upload limit: re-encode as JPEG, then downscale, until small enough.
+
+A re-encoded copy keeps the provenance marks (storage/provenance.py): the PNG's XMP packet, which
+says the image is AI-generated and names the base model, LoRA hashes and seed, goes into the JPEG.
+"""
 
 from __future__ import annotations
 
 import io
 
 from PIL import Image
+
+from storage import provenance
 
 QUALITIES = (90, 80, 70)
 MIN_SIDE = 64
@@ -19,9 +25,10 @@ def fit_image(data: bytes, limit_bytes: int, *, name: str = "image") -> tuple[by
         return data, f"{name}.png"
     with Image.open(io.BytesIO(data)) as opened:
         image = opened.convert("RGB")
+        keep = provenance.save_options(opened, "JPEG")  # the marks, carried into the JPEG
     while True:
         for quality in QUALITIES:
-            out = _jpeg(image, quality)
+            out = _jpeg(image, quality, keep)
             if len(out) <= limit_bytes:
                 return out, f"{name}.jpg"
         if min(image.size) <= MIN_SIDE:
@@ -31,7 +38,7 @@ def fit_image(data: bytes, limit_bytes: int, *, name: str = "image") -> tuple[by
                              Image.Resampling.LANCZOS)
 
 
-def _jpeg(image: Image.Image, quality: int) -> bytes:
+def _jpeg(image: Image.Image, quality: int, options: dict) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=quality, optimize=True)
+    image.save(buf, format="JPEG", quality=quality, optimize=True, **options)
     return buf.getvalue()

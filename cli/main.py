@@ -1,7 +1,7 @@
 """`dreambot <command>`: parses arguments, loads the config once, runs the chosen command.
 
 Each package registers its own commands (storage.cli, storage.admin, trainer.cli, trainer.eval_cli,
-bot.cli);
+trainer.verify_cli, bot.cli);
 their modules import nothing heavy at the top, so `dreambot check-photos` never loads torch.
 """
 
@@ -15,7 +15,8 @@ import sys
 from storage.config import ConfigError, load
 from storage.errors import DreambotError
 
-COMMAND_MODULES = ("storage.cli", "storage.admin", "trainer.cli", "trainer.eval_cli", "bot.cli")
+COMMAND_MODULES = ("storage.cli", "storage.admin", "trainer.cli", "trainer.eval_cli", "trainer.verify_cli",
+                   "bot.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

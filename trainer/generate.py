@@ -3,7 +3,8 @@
 Adapters are kept in a small LRU cache inside the one pipeline (`set_adapters` picks the one or two
 a request needs), so a request never reloads base weights. Every image has its own seed, recorded,
 so any single image can be made again. A prompt the text encoder cannot read whole (over 77
-tokens with the start and end marks) is refused, never cut.
+tokens with the start and end marks) is refused, never cut. Every file written with `marks` says it
+is AI-generated (storage/provenance.py) and, when asked, carries the invisible watermark.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from storage import provenance
+from storage.provenance import Marks
 from trainer import lora
 from trainer.errors import InputError, PromptTooLong
 
@@ -78,26 +81,48 @@ def make_grid(images: list[Image.Image], cols: int) -> Image.Image:
     return grid
 
 
-def png_bytes(image: Image.Image, max_bytes: int = MAX_PNG_BYTES) -> bytes:
-    """PNG encoding, scaled down by steps until it is under max_bytes."""
+def png_bytes(image: Image.Image, max_bytes: int = MAX_PNG_BYTES, *, marks: Marks | None = None) -> bytes:
+    """PNG encoding, scaled down by steps until it is under max_bytes; every try carries `marks`.
+
+    The watermark goes into the image actually encoded (after any scaling, which would blur it away).
+    """
     while True:
         buf = io.BytesIO()
-        image.save(buf, format="PNG", optimize=False, compress_level=6)
+        encoded, options = _marked(image, marks)
+        encoded.save(buf, format="PNG", optimize=False, compress_level=6, **options)
         if buf.tell() <= max_bytes or min(image.size) < 64:
             return buf.getvalue()
         image = image.resize((int(image.width * 0.75), int(image.height * 0.75)), Image.Resampling.LANCZOS)
 
 
-def save_png(image: Image.Image, path: Path, max_bytes: int = MAX_PNG_BYTES) -> Path:
+def _marked(image: Image.Image, marks: Marks | None) -> tuple[Image.Image, dict]:
+    """The image to encode (watermarked when asked and it fits) and the save options with its metadata."""
+    if marks is None:
+        return image, {}
+    watermarked = False
+    if marks.watermark:
+        from trainer import watermark
+
+        if watermark.fits(*image.size):
+            image, watermarked = watermark.embed(image), True
+        else:
+            log.info("a %dx%d image is too small to carry the watermark; it is marked in metadata only",
+                     *image.size)
+    return image, {"pnginfo": provenance.png_info(marks, watermarked=watermarked)}
+
+
+def save_png(image: Image.Image, path: Path, max_bytes: int = MAX_PNG_BYTES, *, marks: Marks | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png_bytes(image, max_bytes))
+    tmp.write_bytes(png_bytes(image, max_bytes, marks=marks))
     tmp.replace(path)
     return path
 
 
-def save_grid(images: list[Image.Image], *, cols: int, path: Path, max_bytes: int = MAX_PNG_BYTES) -> Path:
-    return save_png(make_grid(images, cols), path, max_bytes)
+def save_grid(images: list[Image.Image], *, cols: int, path: Path, max_bytes: int = MAX_PNG_BYTES,
+              marks: Marks | None = None) -> Path:
+    """The images as one grid PNG; `marks` (seed None: a grid has several) describe the grid as a whole."""
+    return save_png(make_grid(images, cols), path, max_bytes, marks=marks)
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,66 @@ def test_png_is_scaled_under_the_size_limit():
 
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
     assert len(png_bytes(noise, max_bytes=200_000)) <= 200_000
+
+
+def _photo(side: int):
+    from storage.sample_photos import sample_image
+
+    return sample_image("astronaut").convert("RGB").resize((side, side))
+
+
+def test_saved_png_records_the_marks(tmp_path):
+    """save_png writes the provenance marks: AI-generated, base model, LoRA hash, seed."""
+    from storage import provenance
+    from trainer.generate import save_png
+
+    marks = provenance.Marks(base_model="runwayml/stable-diffusion-v1-5", lora_sha256=("ab" * 32,), seed=7)
+    report = provenance.read(save_png(_photo(64), tmp_path / "i.png", marks=marks))
+    assert report.ai_generated and (report.base_model, report.lora_sha256, report.seed) == (
+        marks.base_model, marks.lora_sha256, 7)
+
+
+def test_marks_survive_scaling_down_to_the_size_limit():
+    """An image shrunk to fit the upload limit keeps its marks."""
+    from PIL import Image
+
+    from storage import provenance
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    data = png_bytes(noise, max_bytes=200_000, marks=provenance.Marks(base_model="m", seed=3))
+    report = provenance.read(data)
+    assert len(data) <= 200_000 and report.size[0] < 512
+    assert report.ai_generated and report.seed == 3
+
+
+def test_grid_records_the_marks_and_watermark(tmp_path):
+    """save_grid marks the grid as a whole and, when asked, watermarks it."""
+    from PIL import Image
+
+    from storage import provenance
+    from trainer import watermark
+    from trainer.generate import save_grid
+
+    path = save_grid([_photo(128)] * 4, cols=2, path=tmp_path / "g.png",
+                     marks=provenance.Marks(base_model="m", watermark=True))
+    report = provenance.read(path)
+    assert report.ai_generated and report.watermark == provenance.WATERMARK_NAME
+    assert watermark.detect(Image.open(path)).found
+
+
+def test_an_image_too_small_for_the_watermark_is_marked_in_metadata_only(tmp_path):
+    """Asking for the watermark on a 40 px image writes the metadata and records no watermark."""
+    from storage import provenance
+    from trainer.generate import save_png
+
+    report = provenance.read(save_png(_photo(40), tmp_path / "s.png",
+                                      marks=provenance.Marks(base_model="m", watermark=True)))
+    assert report.ai_generated and report.watermark is None
+
+
+def test_no_marks_means_a_plain_png(tmp_path):
+    """Without marks (as before) nothing is recorded."""
+    from storage import provenance
+    from trainer.generate import save_png
+
+    assert not provenance.read(save_png(_photo(64), tmp_path / "p.png")).ai_generated
