@@ -10,19 +10,34 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage import audit
+from storage import audit, licenses
 from storage.db import fetch_all, fetch_one, now, transaction
 from storage.errors import ConsentError
+from storage.licenses import ModelLicense
 
-VERSION = "2026-11-v1"
+VERSION = "2026-12-v2"  # the text users confirm now; a changed text is always a new version
 SCOPE = "train+generate"
-_TEMPLATE = """\
+# Every version ever shown, kept so an old consent's words can be rendered again. A consent recorded
+# under an older version stays valid: it is the text that user saw and agreed to (stored whole, with
+# its SHA-256); only new consents use the newest text.
+_TEMPLATES = {
+    "2026-11-v1": """\
 Before dreambot trains on these photos, please confirm:
 1. You took these photos or own the rights to them.
 2. If a person can be recognised in them, that person is you, or they have agreed that a model of their likeness may be made and used here.
 3. You allow dreambot to store the cleaned photos (location and camera data removed) and to train a personal model of "{name}" ({class_noun}) that only you can use to generate images in this server.
 4. You can see, export or delete everything of yours at any time with /subjects, /export and /forget; moderators can revoke the subject.
-Version {version}."""
+Version {version}.""",
+    # v2 (issue 16): names the base model and its license, whose use restrictions bind what is made with it.
+    "2026-12-v2": """\
+Before dreambot trains on these photos, please confirm:
+1. You took these photos or own the rights to them.
+2. If a person can be recognised in them, that person is you, or they have agreed that a model of their likeness may be made and used here.
+3. You allow dreambot to store the cleaned photos (location and camera data removed) and to train a personal model of "{name}" ({class_noun}) that only you can use to generate images in this server.
+4. You can see, export or delete everything of yours at any time with /subjects, /export and /forget; moderators can revoke the subject.
+5. {license_sentence} Its use restrictions apply to every image made with this subject and to its LoRA file if you export it.
+Version {version}.""",
+}
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,16 @@ class Consent:
     revoke_reason: str | None
 
 
-def text_for(*, name: str, class_noun: str, version: str = VERSION) -> str:
-    """The exact words shown to the user for this subject."""
-    if version != VERSION:
+def text_for(*, name: str, class_noun: str, model_license: ModelLicense | None = None,
+             version: str = VERSION) -> str:
+    """The exact words shown to the user for this subject. The /train reply and `confirm` must pass the
+    same `model_license` (the bot's, resolved once at start-up), or the recorded text differs from the
+    one shown; None says the operator has not stated one."""
+    template = _TEMPLATES.get(version)
+    if template is None:
         raise ValueError(f"unknown consent text version {version!r}")
-    return _TEMPLATE.format(name=name, class_noun=class_noun, version=version)
+    sentence = (model_license or licenses.unstated()).sentence()
+    return template.format(name=name, class_noun=class_noun, version=version, license_sentence=sentence)
 
 
 def sha256_text(text: str) -> str:

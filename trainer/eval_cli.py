@@ -7,6 +7,10 @@ A subject is a name trained with `dreambot train`, or an adapter folder (its met
 token, the class and the base model) whose real photos are in --photos, in the folder itself or
 in its photos/ subfolder. The metric models come from --dino-model / --clip-model (hub id, read
 from the local cache, or folder). Heavy libraries load inside the command.
+
+It also reports DIV over the class images the subject was trained beside (the prior: the base
+model's own "a photo of a <class>"), so an operator sees how varied, or how uniform, the base
+model's idea of the class is (trainer/eval/prior.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dino-model", default=d.dino_model, help="DINO ViT: hub id or folder")
     p.add_argument("--clip-model", default=d.clip_model, help="CLIP model: hub id or folder")
     p.add_argument("--no-class-prompts", action="store_true", help="skip the class prompts (no PRES; half the time)")
+    p.add_argument("--class-images", type=Path,
+                   help="the class images (the prior) to score for DIV (default: the training's own set, when "
+                        "still on disk, else the first ones made again with the base model)")
+    p.add_argument("--prior-images", type=int, default=d.prior_images,
+                   help="how many class images to score for DIV, 2 to 16 (0: skip)")
     p.add_argument("--out", type=Path, default=Path("eval-out"), help="folder for report.json and the grids")
     p.set_defaults(func=cmd_eval)
 
@@ -48,21 +57,47 @@ def cmd_eval(args, cfg) -> int:
     if not 1 <= args.images_per_prompt <= 16:
         print("--images-per-prompt must be 1 to 16", file=sys.stderr)
         return 2
+    if args.prior_images != 0 and not 2 <= args.prior_images <= 16:
+        print("--prior-images must be 0 (skip) or 2 to 16", file=sys.stderr)
+        return 2
     subject = resolve_subject(args, cfg)
     if subject is None:
         return 1
     ecfg = EvalConfig(dino_model=args.dino_model, clip_model=args.clip_model, images_per_prompt=args.images_per_prompt,
                       seed=args.seed, steps=args.steps or cfg.trainer.sample_steps,
                       guidance=cfg.trainer.guidance_scale if args.guidance is None else args.guidance,
-                      with_class_prompts=not args.no_class_prompts)
+                      with_class_prompts=not args.no_class_prompts, prior_images=args.prior_images)
     templates = prompts.read_prompt_file(args.prompts.read_text("utf-8")) if args.prompts else None
     runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
     pipe = models.load_pipeline(args.model or subject.base_model, runtime)
+    subject = _with_class_dir(subject, args.class_images, pipe, cfg)
     dino, clip = DinoEmbedder(ecfg.dino_model, runtime.device), ClipEmbedder(ecfg.clip_model, runtime.device)
     report = evaluate(pipe, subject, ecfg, args.out, dino, clip, templates)
     print(format_table(report))
+    if report.prior_div is not None:
+        print(f"class images (the prior): DIV {report.prior_div:.3f} over {report.prior['images']} images of "
+              f"'{report.prior['prompt']}' ({report.prior['source']}); the lower it is, the more alike the base "
+              "model draws this class, and every subject of the class is trained beside these images")
     print(f"wrote {args.out}/report.json and {len(report.prompts)} grids in {args.out}/grids")
     return 0
+
+
+def _with_class_dir(subject, given: Path | None, pipe, cfg):
+    """The subject with the class images to score: --class-images, or its training's own set if on disk."""
+    import dataclasses
+
+    from trainer.errors import ModelNotFound
+    from trainer.eval import prior
+
+    if given is not None:
+        return dataclasses.replace(subject, class_dir=given)
+    if subject.class_dir is not None or not subject.train_config:
+        return subject
+    try:
+        found = prior.cached_folder(subject.train_config, pipe, Path(cfg.storage.data_dir))
+    except ModelNotFound:  # the model it was trained on is gone: the class images are made again instead
+        found = None
+    return dataclasses.replace(subject, class_dir=found)
 
 
 def resolve_subject(args, cfg):
@@ -98,8 +133,9 @@ def _from_folder(folder: Path, photos_dir: Path | None, cfg):
 
 
 async def _from_database(name: str, cfg):
-    from storage import artifacts, subjects
+    from storage import artifacts, jobs, subjects
     from storage import db as storage_db
+    from storage.errors import JobNotFound
     from storage.files import resolve
     from trainer.cli import LOCAL_USER_ID
     from trainer.eval.run import EvalSubject
@@ -116,13 +152,18 @@ async def _from_database(name: str, cfg):
             print(f"subject {name!r} is {subject.state} and has no adapter yet", file=sys.stderr)
             return None
         photos = tuple(resolve(Path(st.data_dir), p.path) for p in await subjects.photos(db, subject.id))
+        try:  # its training job's resolved config finds the class images it was trained beside
+            job = await jobs.get(db, art.job_id) if art.job_id is not None else None
+        except JobNotFound:
+            job = None
     from trainer import lora
 
     adapter = resolve(Path(st.data_dir), art.path)
     meta = lora.read_metadata(adapter)
     return EvalSubject(name=subject.name, token=subject.token, class_noun=subject.class_noun, adapter_dir=adapter,
                        photos=photos, base_model=art.meta.get("base_model") or meta.get("base_model")
-                       or cfg.trainer.base_model, resolution=int(meta.get("resolution") or cfg.trainer.resolution))
+                       or cfg.trainer.base_model, resolution=int(meta.get("resolution") or cfg.trainer.resolution),
+                       train_config=(job.result or {}).get("config") if job is not None else None)
 
 
 def build_parser():

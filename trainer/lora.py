@@ -4,12 +4,17 @@ The diffusers file (`pytorch_lora_weights.safetensors`) loads with `pipe.load_lo
 safetensors header also carries where it came from (base model, token, class, steps, rank,
 alpha, photo hashes). The kohya copy uses sd-scripts' key names
 (`lora_unet_..._attn1_to_q.lora_down.weight` + `.alpha`) for AUTOMATIC1111, ComfyUI and friends.
+Both headers record the base model's license (`modelspec.license`, the SAI model spec's key, which
+sd-scripts and ComfyUI read) and, under `dreambot.license`, the base model id, its revision, the
+license's name and link: the base model's use restrictions pass on to whoever gets the file.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from storage import licenses
 
 # Every linear layer of the UNet's transformer blocks, as kohya's sd-scripts' default LoRA: the
 # attention projections, the feed-forward layers and the projections into and out of each block.
@@ -19,6 +24,8 @@ TRAIN_ADAPTER = "dreambot_train"
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_NAME = "kohya_lora.safetensors"
 META_KEY = "dreambot"  # our metadata, one JSON string in the safetensors header
+LICENSE_KEY = "dreambot.license"  # storage.licenses.ModelLicense as JSON: base model, revision, license, link
+OVERRIDE_KEY = "model_license"  # in `metadata`: trainer.model_license, when the operator set one (not recorded)
 CLIP_PREFIX = "text_model."  # CLIPTextModel's inner module in the usual key names
 
 
@@ -134,7 +141,8 @@ def save_adapter(pipe, out_dir: str | Path, *, metadata: dict) -> Path:
         text_encoder_lora_adapter_metadata=_config_dict(pipe.text_encoder) if te_sd else None,
         safe_serialization=True)
     path = out / WEIGHT_NAME
-    _add_header(path, {META_KEY: json.dumps(metadata, sort_keys=True)})
+    metadata, license_header = license_metadata(metadata)
+    _add_header(path, {META_KEY: json.dumps(metadata, sort_keys=True), **license_header})
     return path
 
 
@@ -144,6 +152,7 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
     from diffusers.utils import convert_state_dict_to_kohya
     from safetensors.torch import save_file
 
+    metadata, license_header = license_metadata(metadata)
     unet_sd, te_sd = peft_state_dicts(pipe)
     merged = {f"unet.{k}": v for k, v in unet_sd.items()}
     merged.update({f"text_encoder.{k}": v for k, v in (te_sd or {}).items()})
@@ -156,13 +165,16 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
         kohya[key] = value.to(torch.float16).contiguous()
     header = {
         "ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": str(alpha),
-        "ss_base_model_version": "sd_v1", "ss_v2": str(metadata.get("prediction_type") == "v_prediction"),
+        # sd-scripts' get_model_version_str_for_sd1_sd2, agreeing with ss_v2 (v-prediction is taken as SD 2's)
+        "ss_base_model_version": "sd_v2_v" if metadata.get("prediction_type") == "v_prediction" else "sd_v1",
+        "ss_v2": str(metadata.get("prediction_type") == "v_prediction"),
         "ss_sd_model_name": str(metadata.get("base_model", "")),
         "ss_max_train_steps": str(metadata.get("steps", "")),
         "ss_steps": str(metadata.get("steps_done", "")),  # steps done when saved: a checkpoint's own step
         "ss_resolution": str(metadata.get("resolution", "")),
         "ss_tag_frequency": json.dumps({"instance": {metadata.get("instance_prompt", ""): 1}}),
         META_KEY: json.dumps(metadata, sort_keys=True),
+        **license_header,
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,16 +182,40 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
     return path
 
 
+def license_metadata(metadata: dict) -> tuple[dict, dict[str, str]]:
+    """(metadata without the operator's override, the license header entries) for `metadata["base_model"]`.
+
+    The license is resolved where the file is written (model card, cache snapshot, file header or the
+    known-model table; storage.licenses); `metadata["model_license"]`, trainer.model_license, overrides it.
+    An unknown license writes no `modelspec.license` (tools would show "unknown" as if it were one).
+    """
+    metadata = dict(metadata)
+    found = licenses.resolve(str(metadata.get("base_model", "")), str(metadata.pop(OVERRIDE_KEY, "") or ""))
+    header = {LICENSE_KEY: json.dumps(found.as_dict(), sort_keys=True)}
+    if found.known:
+        header["modelspec.license"] = found.license
+    return metadata, header
+
+
+def read_license(path: str | Path) -> dict:
+    """The `dreambot.license` record of a saved adapter file (diffusers or kohya), or {} if it has none."""
+    return json.loads(_header(path).get(LICENSE_KEY, "{}"))
+
+
 def read_metadata(path: str | Path) -> dict:
     """Our metadata from a saved adapter file (diffusers or kohya), or {} if it has none."""
+    return json.loads(_header(path).get(META_KEY, "{}"))
+
+
+def _header(path: str | Path) -> dict[str, str]:
+    """The safetensors header's metadata of an adapter file, or of the diffusers file in an adapter folder."""
     from safetensors import safe_open
 
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHT_NAME
     with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    return json.loads(header.get(META_KEY, "{}"))
+        return f.metadata() or {}
 
 
 def load_adapter(pipe, adapter_dir: str | Path, name: str) -> None:

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import checks, exports, render
-from storage import jobs, lifecycle, subjects
+from storage import jobs, licenses, lifecycle, subjects
 from storage.errors import SubjectError
 
 log = logging.getLogger(__name__)
@@ -24,9 +24,12 @@ class Subjects(commands.Cog):
     @app_commands.command(name="subjects", description="Your subjects and their state")
     async def list_subjects(self, interaction: discord.Interaction) -> None:
         owned = await subjects.list_for_owner(self.bot.db, interaction.user.id, guild_id=interaction.guild_id)
+        # the base model's license closes the list, as it closed the consent text at /train
+        footer = "\n\n" + (self.bot.model_license or licenses.unstated()).sentence()
         text = render.paginate([render.subject_line(s) for s in owned],
-                               "You have no subjects here yet. Start one with /train.")
-        await interaction.response.send_message(text, ephemeral=True)
+                               "You have no subjects here yet. Start one with /train.",
+                               limit=render.MAX_CONTENT - len(footer))
+        await interaction.response.send_message(text + footer, ephemeral=True)
 
     @app_commands.command(name="status", description="Your jobs and their places in the queue")
     async def status(self, interaction: discord.Interaction) -> None:
@@ -67,9 +70,12 @@ class Subjects(commands.Cog):
         if size > bot.settings.max_attachment_mb * MIB:
             raise SubjectError(f"The {format} file is {size / MIB:.1f} MB, over Discord's "
                                f"{bot.settings.max_attachment_mb} MB limit. Ask the bot's operator for it.")
+        # the base model's use restrictions pass on with the file (its header records the license too)
+        terms = (bot.model_license or licenses.unstated()).sentence()
         await interaction.followup.send(f"Your **{found.name}** LoRA ({format} format). Keep it private: it can "
-                                        "make images of your subject.", file=discord.File(path, filename=filename),
-                                        ephemeral=True)
+                                        f"make images of your subject. {terms} Its use restrictions apply to this "
+                                        "file and to whoever you give it to.",
+                                        file=discord.File(path, filename=filename), ephemeral=True)
 
 
 async def setup(bot) -> None:

@@ -142,3 +142,52 @@ def test_a_failed_save_leaves_no_file_and_no_temporary(pipe, tmp_path, monkeypat
             with atomic_file(tmp_path / "kohya.safetensors") as tmp:
                 lora.save_kohya(pipe, tmp, rank=4, alpha=8.0, metadata=META)
     assert list(tmp_path.iterdir()) == []
+
+
+def _header(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()
+
+
+def test_kohya_header_records_the_license_base_model_and_revision(pipe, tmp_path, monkeypatch):
+    """A kohya file of an SD 1.5 LoRA carries modelspec.license, and the base model id and cached revision."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--runwayml--stable-diffusion-v1-5"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _trained(pipe, text_encoder=False)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0,
+                           metadata={**META, "base_model": "runwayml/stable-diffusion-v1-5"})
+    recorded = lora.read_license(path)
+    assert _header(path)["modelspec.license"] == "creativeml-openrail-m"
+    assert (recorded["model"], recorded["revision"], recorded["name"]) == (
+        "runwayml/stable-diffusion-v1-5", commit, "CreativeML OpenRAIL-M")
+
+
+def test_diffusers_file_records_the_operator_s_license(pipe, tmp_path):
+    """trainer.model_license, passed in the metadata, is what the diffusers file records (and is not kept as
+    metadata itself)."""
+    _trained(pipe, text_encoder=False)
+    path = lora.save_adapter(pipe, tmp_path, metadata={**META, "model_license": "acme-terms https://example.com/t"})
+    assert _header(path)["modelspec.license"] == "acme-terms"
+    assert lora.read_license(tmp_path)["url"] == "https://example.com/t" and lora.read_metadata(tmp_path) == META
+
+
+def test_an_unknown_license_is_not_written_as_modelspec(pipe, tmp_path):
+    """A base model whose license is unknown gets no modelspec.license; dreambot.license says unknown."""
+    _trained(pipe, text_encoder=False)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0, metadata=META)
+    assert "modelspec.license" not in _header(path) and lora.read_license(path)["license"] == "unknown"
+
+
+@pytest.mark.parametrize(("prediction_type", "version", "v2"), [("epsilon", "sd_v1", "False"),
+                                                                 ("v_prediction", "sd_v2_v", "True")])
+def test_kohya_version_agrees_with_the_prediction_type(pipe, tmp_path, prediction_type, version, v2):
+    """ss_base_model_version says v-prediction as sd-scripts spells it, agreeing with ss_v2."""
+    _trained(pipe, text_encoder=False)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0,
+                           metadata={**META, "prediction_type": prediction_type})
+    assert (_header(path)["ss_base_model_version"], _header(path)["ss_v2"]) == (version, v2)

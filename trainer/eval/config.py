@@ -14,3 +14,4 @@ class EvalConfig:
     steps: int = 25  # sampler steps
     guidance: float = 7.5  # classifier-free guidance
     with_class_prompts: bool = True  # also generate the class prompts, for PRES
+    prior_images: int = 8  # class images (the prior) scored for DIV; 0 skips it (see trainer/eval/prior.py)

@@ -8,8 +8,9 @@ subject's adapter active, image j of every prompt with seed `seed + j`. Then
     PRES           class samples against the real photos (DINO);
     DIV            pairwise perceptual distance among one prompt's subject samples;
 and, for reference, the real photos' DINO and CLIP-I similarity among themselves (the paper's
-"real images" row). Writes report.json, a grid per prompt (subject row over class row) and
-returns the report; `format_table` prints it.
+"real images" row). Then DIV over the class images the subject was trained beside (the prior,
+`trainer/eval/prior.py`): how varied the base model's idea of the class is. Writes report.json, a
+grid per prompt (subject row over class row) and returns the report; `format_table` prints it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from trainer.eval import metrics, prompts
+from trainer.eval import metrics, prior, prompts
 from trainer.eval.config import EvalConfig
 
 PAPER = {"dreambooth_sd": {"dino": 0.668, "clip_i": 0.803, "clip_t": 0.305},
@@ -38,6 +39,8 @@ class EvalSubject:
     photos: tuple[Path, ...]
     base_model: str
     resolution: int
+    class_dir: Path | None = None  # the class images it was trained beside, when known
+    train_config: str | None = None  # its training job's resolved TrainConfig (JSON), to find them
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Report:
     real_dino: float | None  # the real photos among themselves (None with one photo)
     real_clip_i: float | None
     n_images: int
+    prior_div: float | None = None  # DIV over the class images (the prior); None when not scored
+    prior: dict = field(default_factory=dict)  # the class prompt, how many images, where they came from
     config: dict = field(default_factory=dict)
     prompts: list[PromptScore] = field(default_factory=list)
     paper: dict = field(default_factory=lambda: PAPER)
@@ -70,8 +75,9 @@ class Report:
 
 def score(subject_images: list[list[Image.Image]], class_images: list[list[Image.Image]] | None,
           real_images: list[Image.Image], subject_prompts: list[str], class_prompts: list[str], dino, clip,
-          *, name: str = "") -> Report:
-    """Every metric from the images alone (one list of samples per prompt); no generation here."""
+          *, name: str = "", prior_images: list[Image.Image] | None = None) -> Report:
+    """Every metric from the images alone (one list of samples per prompt); no generation here.
+    `prior_images`: the class images the subject was trained beside, for their DIV (two or more)."""
     real_dino = dino.embed(real_images)
     real_clip = clip.embed_images(real_images)
     flat = [im for row in subject_images for im in row]
@@ -102,7 +108,8 @@ def score(subject_images: list[list[Image.Image]], class_images: list[list[Image
         div=sum(divs) / len(divs) if divs else None,
         real_dino=metrics.self_similarity(real_dino) if len(real_images) > 1 else None,
         real_clip_i=metrics.self_similarity(real_clip) if len(real_images) > 1 else None,
-        n_images=len(flat), prompts=rows)
+        n_images=len(flat), prompts=rows,
+        prior_div=prior.diversity(prior_images, dino) if prior_images and len(prior_images) > 1 else None)
 
 
 def evaluate(pipe, subject: EvalSubject, cfg: EvalConfig, out_dir: Path, dino, clip,
@@ -124,7 +131,11 @@ def evaluate(pipe, subject: EvalSubject, cfg: EvalConfig, out_dir: Path, dino, c
     subject_images = [sample(p) for p in subject_prompts]
     class_images = [sample(p) for p in class_prompts] if cfg.with_class_prompts else None
     real = [Image.open(p).convert("RGB") for p in subject.photos]
-    report = score(subject_images, class_images, real, subject_prompts, class_prompts, dino, clip, name=subject.name)
+    the_prior = _prior(generator, subject, cfg)
+    report = score(subject_images, class_images, real, subject_prompts, class_prompts, dino, clip, name=subject.name,
+                   prior_images=the_prior.images if the_prior else None)
+    if the_prior is not None:
+        report.prior = {"prompt": the_prior.prompt, "images": len(the_prior.images), "source": the_prior.source}
     report.config = {**asdict(cfg), "base_model": subject.base_model, "adapter": str(subject.adapter_dir),
                      "resolution": subject.resolution, "token": subject.token, "class_noun": subject.class_noun}
 
@@ -135,6 +146,16 @@ def evaluate(pipe, subject: EvalSubject, cfg: EvalConfig, out_dir: Path, dino, c
         row.grid = path.relative_to(out_dir).as_posix()
     (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
+
+
+def _prior(generator, subject: EvalSubject, cfg: EvalConfig) -> prior.Prior | None:
+    """The class images to score: the training set's own when known, else made again (None: not asked for)."""
+    if cfg.prior_images < 2:
+        return None
+    prompt = prior.class_prompt(subject.class_noun)
+    found = prior.from_folder(subject.class_dir, prompt=prompt, limit=cfg.prior_images) if subject.class_dir else None
+    return found or prior.generate(generator, prompt=prompt, count=cfg.prior_images, steps=cfg.steps,
+                                   guidance=cfg.guidance, resolution=subject.resolution)
 
 
 def _slug(text: str) -> str:
@@ -155,6 +176,9 @@ def format_table(report: Report) -> str:
     lines.append(f"{'mean (' + str(report.n_images) + ' images)':<58} {_f(report.dino):>6} {_f(report.clip_i):>6} "
                  f"{_f(report.clip_t):>6} {_f(report.div):>6} {_f(report.pres):>6}")
     lines.append(f"{'real photos among themselves':<58} {_f(report.real_dino):>6} {_f(report.real_clip_i):>6}")
+    if report.prior_div is not None:
+        what = f"class images '{report.prior.get('prompt', '')}' ({report.prior.get('images', '?')}, the prior)"
+        lines.append(f"{what[:58]:<58} {'':>6} {'':>6} {'':>6} {_f(report.prior_div):>6}")
     p = PAPER
     lines.append(f"{'paper, DreamBooth on Stable Diffusion':<58} {p['dreambooth_sd']['dino']:>6.3f} "
                  f"{p['dreambooth_sd']['clip_i']:>6.3f} {p['dreambooth_sd']['clip_t']:>6.3f} {'':>6} "

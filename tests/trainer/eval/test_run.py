@@ -53,6 +53,15 @@ def test_div_is_positive_for_different_samples(embedders, photos):
     assert score([photos], None, photos, ["x"], [], dino, clip).div > 0
 
 
+def test_prior_div_is_div_over_the_class_images(embedders, photos):
+    """The class images' DIV is the paper's DIV over them: positive for different ones, 0 for copies."""
+    dino, clip = embedders
+    varied = score([photos], None, photos, ["x"], [], dino, clip, prior_images=photos)
+    same = score([photos], None, photos, ["x"], [], dino, clip, prior_images=photos[:1] * 3)
+    assert varied.prior_div == pytest.approx(metrics.div_score(dino.token_maps(photos)), abs=1e-6)
+    assert varied.prior_div > 0 and same.prior_div == pytest.approx(0.0, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_eval_command_writes_report_and_grids(adapter_dir, metric_models, tiny_model, tmp_path, capsys):
     """`dreambot eval` on an adapter folder: a table, report.json with each metric, one grid per prompt."""
@@ -73,7 +82,27 @@ def test_eval_command_writes_report_and_grids(adapter_dir, metric_models, tiny_m
         assert -1.0 <= report[key] <= 1.0
     assert report["div"] >= 0 and report["n_images"] == 4 and report["real_dino"] is not None
     assert all((out / p["grid"]).is_file() for p in report["prompts"])
+    assert report["prior_div"] >= 0 and report["prior"] == {"prompt": "a photo of a dog", "images": 8,
+                                                             "source": "generated with the base model"}
     assert "DINO" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_eval_prints_the_class_images_div(adapter_dir, metric_models, photo_dir, tmp_path, capsys):
+    """`dreambot eval --class-images DIR` scores those class images' DIV, prints it and writes it to report.json."""
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("a {0} {1}\n")
+    out = tmp_path / "eval"
+    args = build_parser().parse_args([
+        "eval", "--subject", str(adapter_dir), "--prompts", str(prompts_file), "--images-per-prompt", "1",
+        "--steps", "1", "--no-class-prompts", "--class-images", str(photo_dir), "--prior-images", "3",
+        "--dino-model", str(metric_models[0]), "--clip-model", str(metric_models[1]), "--out", str(out)])
+    cfg = Config()
+    cfg = type(cfg)(storage=cfg.storage, trainer=type(cfg.trainer)(device="cpu", mixed_precision="no"), bot=cfg.bot)
+    assert args.func(args, cfg) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["prior"] == {"prompt": "a photo of a dog", "images": 3, "source": str(photo_dir)}
+    assert f"class images (the prior): DIV {report['prior_div']:.3f} over 3 images" in capsys.readouterr().out
 
 
 def test_missing_metric_model_says_what_to_do(tmp_path):
