@@ -73,11 +73,16 @@ async def consented(db, data_dir: Path, *, queue=None, review: bool = True, **kw
 
 async def trained(db, data_dir: Path, *, queue=None, **kw):
     """A subject trained to the end by a simulated worker: its adapter recorded and in use."""
+    queued = await consented(db, data_dir, queue=queue, review=False, **kw)
+    return await finish_queued_training(db, data_dir, queued.job.id)
+
+
+async def finish_queued_training(db, data_dir: Path, job_id: int):
+    """Claim the queued training `job_id` as a simulated worker and finish it; returns the trained subject."""
     from storage import jobs, lifecycle
 
-    queued = await consented(db, data_dir, queue=queue, review=False, **kw)
     job = await jobs.claim(db, worker_id="sim", lease_seconds=60, kinds=("train",))
-    assert job is not None and job.id == queued.job.id
+    assert job is not None and job.id == job_id
     await lifecycle.begin_training(db, job_id=job.id, lease_token=job.lease_token)
     adapter = f"subjects/{job.subject_id}/job-{job.id}-adapter"
     kohya = f"subjects/{job.subject_id}/job-{job.id}-kohya.safetensors"

@@ -8,10 +8,11 @@ from typing import Any
 
 import aiosqlite
 
-from storage import consent, guilds, jobs, prompts, subjects
-from storage.config import QueueConfig
+from storage import audit, consent, guilds, jobs, likeness, prompts, subjects
+from storage.config import LikenessConfig, QueueConfig
 from storage.db import fetch_one, transaction
 from storage.errors import (
+    PromptRefused,
     SubjectError,
 )
 from storage.lifecycle.limits import _check_images_per_day, _take_cooldown, ensure_not_banned
@@ -21,10 +22,11 @@ from storage.subjects import Subject
 log = logging.getLogger(__name__)
 
 async def queue_images(db: aiosqlite.Connection, request: ImageRequest, *, queue: QueueConfig,
-                       limits: Limits = NO_LIMITS, idempotency_key: str | None = None) -> QueuedImages:
+                       limits: Limits = NO_LIMITS, idempotency_key: str | None = None,
+                       likeness_rules: LikenessConfig | None = None) -> QueuedImages:
     """An /imagine: the named subjects must be the user's own, trained and consented; the blocklist sees
-    the user's words and the final prompt; ban, cooldown and the daily image quota are checked in the
-    transaction that queues the job."""
+    the user's words and the final prompt, and so do the likeness rules when a subject is a person; ban,
+    cooldown and the daily image quota are checked in the transaction that queues the job."""
     owned = _one_per_name(await subjects.list_for_owner(db, request.user_id, guild_id=request.guild_id))
     chosen = None
     if request.subject_name:
@@ -38,7 +40,7 @@ async def queue_images(db: aiosqlite.Connection, request: ImageRequest, *, queue
               "n": request.count, "seed": request.seed, "steps": request.steps, "guidance": request.guidance}
     return await _queue_generation(db, user_id=request.user_id, guild_id=request.guild_id,
                                    channel_id=request.channel_id, params=params, queue=queue, limits=limits,
-                                   idempotency_key=idempotency_key)
+                                   idempotency_key=idempotency_key, rules=likeness_rules or LikenessConfig())
 
 
 def _one_per_name(owned: list[Subject]) -> list[Subject]:
@@ -51,8 +53,8 @@ def _one_per_name(owned: list[Subject]) -> list[Subject]:
 
 
 async def repeat_images(db: aiosqlite.Connection, *, job_id: int, user_id: int, action: str, channel_id: int | None,
-                        queue: QueueConfig, limits: Limits = NO_LIMITS,
-                        idempotency_key: str | None = None) -> QueuedImages:
+                        queue: QueueConfig, limits: Limits = NO_LIMITS, idempotency_key: str | None = None,
+                        likeness_rules: LikenessConfig | None = None) -> QueuedImages:
     """Re-roll (new seeds) or vary (first seed, looser guidance) an earlier generation of the user's;
     the same checks and quota as a new /imagine."""
     job = await jobs.get(db, job_id)
@@ -66,17 +68,26 @@ async def repeat_images(db: aiosqlite.Connection, *, job_id: int, user_id: int, 
     else:
         params.update(seed=None, guidance=job.params.get("guidance"))
     return await _queue_generation(db, user_id=user_id, guild_id=job.guild_id, channel_id=channel_id or job.channel_id,
-                                   params=params, queue=queue, limits=limits, idempotency_key=idempotency_key)
+                                   params=params, queue=queue, limits=limits, idempotency_key=idempotency_key,
+                                   rules=likeness_rules or LikenessConfig())
 
 
 async def _queue_generation(db: aiosqlite.Connection, *, user_id: int, guild_id: int | None, channel_id: int | None,
                             params: dict[str, Any], queue: QueueConfig, limits: Limits,
-                            idempotency_key: str | None) -> QueuedImages:
+                            idempotency_key: str | None, rules: LikenessConfig) -> QueuedImages:
     if idempotency_key is not None:
         known = await fetch_one(db, "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
         if known is not None:  # the same interaction delivered twice: the first answer stands
             job = jobs.Job.from_row(known)
             return QueuedImages(job=job, prompt=job.params["prompt"], position=await jobs.queue_position(db, job.id))
+    # Before the transaction that queues, so the refusal can be recorded though nothing is queued. A
+    # subject's class noun never changes, so reading the subjects outside that transaction is safe.
+    people = [await subjects.get(db, sid) for sid in params.get("subject_ids", [])]
+    refusal = likeness.check_prompt((params.get("request") or "", params["prompt"]), people, rules)
+    if refusal is not None:
+        subject_id = next(s.id for s in people if s.name == refusal.subject)
+        await record_refusal(db, refusal, user_id=user_id, guild_id=guild_id, subject_id=subject_id, step="imagine")
+        raise PromptRefused(refusal.message)
     async with transaction(db):
         await ensure_not_banned(db, user_id=user_id, guild_id=guild_id)
         used = [await subjects.get(db, sid) for sid in params.get("subject_ids", [])]
@@ -101,3 +112,14 @@ async def _queue_generation(db: aiosqlite.Connection, *, user_id: int, guild_id:
                                  idempotency_key=idempotency_key)
         position = await jobs.queue_position(db, job.id)
     return QueuedImages(job=job, prompt=params["prompt"], position=position)
+
+
+async def record_refusal(db: aiosqlite.Connection, refusal: likeness.Refusal, *, user_id: int, guild_id: int | None,
+                         subject_id: int | None, step: str) -> None:
+    """A likeness refusal in the audit log, for moderators: committed on its own, since the request it
+    refuses writes nothing (called inside another transaction, it would roll back with that one). The
+    prompt itself is not kept; /forget deletes the entry with the user's other rows."""
+    async with transaction(db):
+        await audit.append(db, action="likeness.refused", actor_id=user_id, guild_id=guild_id,
+                           target_user_id=user_id, subject_id=subject_id,
+                           detail={"rule": refusal.rule, "term": refusal.term, "where": refusal.where, "step": step})
