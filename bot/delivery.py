@@ -10,18 +10,26 @@ afterwards to the job's channel with the bot's token.
 A refused event is never dropped: storage.outbox sets when to try it next (backoff, then parked
 at the slowest cadence), and later events of its job wait behind it. User-written text (prompts,
 subject names, error texts) goes through `render.user_text`, so it never renders as markdown.
+
+Images the safety checker flagged (artifact meta "nsfw") are decided here, per artifact: posted only
+as spoilers, only in a channel Discord marks age-restricted, and only when the guild's policy is
+"spoiler-in-age-restricted"; otherwise withheld. The user is told privately how many were withheld
+(those the worker dropped or greyed out, plus those held back here): an ephemeral follow-up while the
+command's interaction token works, else a DM. What the bot held back is counted in usage once per event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 
 from bot import posting, render, views
-from storage import artifacts, deliveries, files, jobs, outbox, subjects
+from storage import artifacts, deliveries, files, guilds, jobs, outbox, subjects, usage
 from storage.db import now
 from storage.errors import JobNotFound
 from storage.outbox import Event
@@ -30,11 +38,27 @@ if TYPE_CHECKING:
     from bot.bot import DreamBot
 
 log = logging.getLogger(__name__)
+SPOILER_MODE = "spoiler-in-age-restricted"
 
 
 def nonce(event_id: int, part: str = "") -> str:
     """At most 25 characters, as Discord allows; the same event always gives the same nonce."""
     return f"dreambot{part}-{event_id}"
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What of a message's artifacts may be shown here: their bytes, which go behind a spoiler, how many held."""
+    ids: list[int]
+    blobs: list[bytes]
+    spoilers: list[bool]
+    held: int
+
+
+def age_restricted(channel: object) -> bool:
+    """Whether Discord marks the channel age-restricted (a thread follows its parent); never a DM."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(callable(is_nsfw) and is_nsfw())
 
 
 class Deliverer:
@@ -119,11 +143,13 @@ class Deliverer:
         if channel is None:
             return
         name = await self._subject_name(event.job_id)
-        data = await self._artifact_bytes(p["artifact_id"])
-        content = f"**{render.user_text(name)}**: sample grid at step {p.get('step')}"
-        await posting.send_images(channel.send, [data], limit_mb=self.bot.settings.max_attachment_mb,
-                                  content=content,
-                                  name=f"grid-step{p.get('step')}", nonce=nonce(event.id))
+        shown = await self._screen(event, [p["artifact_id"]])
+        if shown.blobs:
+            content = f"**{render.user_text(name)}**: sample grid at step {p.get('step')}"
+            await posting.send_images(channel.send, shown.blobs, limit_mb=self.bot.settings.max_attachment_mb,
+                                      content=content, name=f"grid-step{p.get('step')}", nonce=nonce(event.id),
+                                      spoilers=shown.spoilers)
+        await self._tell_withheld(event, await self._greyed(p["artifact_id"], p) + shown.held)
 
     async def _on_train_done(self, event: Event) -> None:
         p = event.payload
@@ -139,20 +165,30 @@ class Deliverer:
                    "to an earlier checkpoint if the samples look overcooked (too close to your photos). "
                    f"Then try it: `/imagine prompt:{subject.name} in space`")
         view = views.final_grid_view(subject.id, p.get("adapter_artifact_id"), checkpoints)
-        blobs = [await self._artifact_bytes(p["grid_artifact_id"])] if p.get("grid_artifact_id") else []
-        await posting.send_images(channel.send, blobs, limit_mb=self.bot.settings.max_attachment_mb,
-                                  content=content, name=f"{subject.name}-final-grid", nonce=nonce(event.id),
-                                  view=view, mention=event.user_id)
+        grid_id = p.get("grid_artifact_id")
+        shown = await self._screen(event, [grid_id] if grid_id else [])
+        if shown.held:
+            content += "\nThe final sample grid is not shown: the safety checker flagged it."
+        await posting.send_images(channel.send, shown.blobs, limit_mb=self.bot.settings.max_attachment_mb,
+                                  content=render.clip(content), name=f"{subject.name}-final-grid",
+                                  nonce=nonce(event.id), view=view, mention=event.user_id, spoilers=shown.spoilers)
+        await self._tell_withheld(event, (await self._greyed(grid_id, {}) if grid_id else 0) + shown.held)
 
     # -- generation --------------------------------------------------------------------
 
     async def _on_images(self, event: Event) -> None:
         p = event.payload
-        ids = list(p.get("image_artifact_ids") or [])
-        blobs = [await self._artifact_bytes(a) for a in ids[: posting.MAX_FILES]]
-        seeds = ", ".join(str(s) for s in p.get("seeds") or []) or "random"
+        ids = list(p.get("image_artifact_ids") or [])[: posting.MAX_FILES]
+        shown = await self._screen(event, ids)
+        seed_of = dict(zip(ids, p.get("seeds") or [], strict=False))
+        withheld = int(p.get("withheld") or 0) + shown.held
         asked = await self._asked_prompt(event.job_id) or p.get("prompt", "")
-        content = f"<@{event.user_id}> **{render.user_text(render.clip(asked, 300))}**\nseeds: {seeds}"
+        content = f"<@{event.user_id}> **{render.user_text(render.clip(asked, 300))}**\n"
+        if shown.blobs:
+            content += "seeds: " + (", ".join(str(seed_of[a]) for a in shown.ids if a in seed_of) or "random")
+        else:  # the request is still answered, publicly, when nothing of it can be shown
+            content += "No images to show: the safety checker flagged them."
+        blobs, spoilers = shown.blobs, shown.spoilers
         view = views.imagine_view(event.job_id)
         limit = self.bot.settings.max_attachment_mb
         record = await deliveries.get(self.bot.db, event.job_id)
@@ -160,7 +196,8 @@ class Deliverer:
             webhook = posting.interaction_webhook(self.bot, record.application_id, record.interaction_token)
             try:
                 await posting.edit_with_images(webhook, record.status_message_id, blobs, limit_mb=limit,
-                                               content=content, name="image", view=view)
+                                               content=content, name="image", view=view, spoilers=spoilers)
+                await self._tell_withheld(event, withheld, webhook=webhook)
                 await deliveries.forget_interaction(self.bot.db, event.job_id)
                 return
             except (discord.NotFound, discord.Forbidden, discord.HTTPException) as exc:
@@ -173,7 +210,8 @@ class Deliverer:
         if channel is None:
             return
         await posting.send_images(channel.send, blobs, limit_mb=limit, content=content, name="image",
-                                  nonce=nonce(event.id), view=view, mention=event.user_id)
+                                  nonce=nonce(event.id), view=view, mention=event.user_id, spoilers=spoilers)
+        await self._tell_withheld(event, withheld)
 
     async def _asked_prompt(self, job_id: int | None) -> str | None:
         """The prompt in the user's own words ("rex in space"), not the token form the worker used."""
@@ -244,8 +282,65 @@ class Deliverer:
         except Exception:  # noqa: BLE001 - a name is decoration; the job may be gone (forgotten user)
             return "your subject"
 
-    async def _artifact_bytes(self, artifact_id: int) -> bytes:
+    async def _artifact(self, artifact_id: int) -> artifacts.Artifact:
         art = await artifacts.get(self.bot.db, artifact_id)
         if art is None:
             raise LookupError(f"artifact {artifact_id} is gone")
-        return await asyncio.to_thread(files.resolve(self.bot.storage.data_dir, art.path).read_bytes)
+        return art
+
+    # -- flagged images ----------------------------------------------------------------
+
+    async def _screen(self, event: Event, artifact_ids: Sequence[int]) -> Screened:
+        """The artifacts that may be shown where the event goes: a flagged one only as a spoiler, in an
+        age-restricted channel of a guild whose policy allows it; the others are held back and counted."""
+        ids, blobs, spoilers, held = [], [], [], 0
+        allowed: bool | None = None  # asked only when a flagged artifact needs it
+        for artifact_id in artifact_ids:
+            art = await self._artifact(artifact_id)
+            flagged = bool(art.meta.get("nsfw"))
+            if flagged and allowed is None:
+                allowed = await self._flagged_allowed(event)
+            if flagged and not allowed:
+                held += 1
+                continue
+            ids.append(artifact_id)
+            blobs.append(await asyncio.to_thread(files.resolve(self.bot.storage.data_dir, art.path).read_bytes))
+            spoilers.append(flagged)
+        await usage.record_withheld(self.bot.db, event_id=event.id, job_id=event.job_id, count=held)
+        return Screened(ids=ids, blobs=blobs, spoilers=spoilers, held=held)
+
+    async def _flagged_allowed(self, event: Event) -> bool:
+        if await guilds.nsfw_mode(self.bot.db, event.guild_id) != SPOILER_MODE:
+            return False
+        try:
+            return age_restricted(await self._channel(event))
+        except discord.HTTPException:  # a channel the bot can't see any more is not one it may post in
+            return False
+
+    async def _greyed(self, artifact_id: int, payload: dict) -> int:
+        """Tiles of a sample grid the worker greyed out because the checker flagged them."""
+        art = await artifacts.get(self.bot.db, artifact_id)
+        meta = art.meta if art is not None else {}
+        return int(meta.get("withheld", payload.get("withheld")) or 0)
+
+    async def _tell_withheld(self, event: Event, count: int, *, webhook: discord.Webhook | None = None) -> None:
+        """Tell the user privately how many images nobody was shown: an ephemeral follow-up through the
+        command's webhook while it works, else a DM. A user who doesn't take DMs is not told (logged)."""
+        if count <= 0 or not event.user_id:
+            return
+        text = render.withheld_notice(count, job_id=event.job_id,
+                                      mode=await guilds.nsfw_mode(self.bot.db, event.guild_id))
+        if webhook is not None:
+            try:
+                await webhook.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                return
+            except discord.HTTPException as exc:
+                if exc.status not in (401, 403, 404):
+                    raise
+        try:
+            user = self.bot.get_user(event.user_id) or await self.bot.fetch_user(event.user_id)
+            dm = user.dm_channel or await user.create_dm()
+            await dm.send(text, nonce=nonce(event.id, "w"), allowed_mentions=discord.AllowedMentions.none())
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.info("could not tell user %s privately about %d withheld images (%s)", event.user_id, count,
+                     exc.status)

@@ -27,21 +27,24 @@ def mention_only(user_id: int | None) -> discord.AllowedMentions:
     return discord.AllowedMentions(everyone=False, roles=False, replied_user=False, users=[discord.Object(user_id)])
 
 
-def fitted_files(blobs: Sequence[bytes], limit_bytes: int, name: str) -> list[discord.File]:
+def fitted_files(blobs: Sequence[bytes], limit_bytes: int, name: str,
+                 spoilers: Sequence[bool] = ()) -> list[discord.File]:
+    """The blobs fitted under the limits; `spoilers[i]` hides blob i behind a spoiler (SPOILER_ name)."""
     per_file = min(limit_bytes, REQUEST_LIMIT // max(1, len(blobs)))
     out = []
     for n, data in enumerate(blobs[:MAX_FILES], start=1):
         fitted, filename = fit_image(data, per_file, name=name if len(blobs) == 1 else f"{name}-{n}")
-        out.append(discord.File(io.BytesIO(fitted), filename=filename))
+        spoiler = n <= len(spoilers) and bool(spoilers[n - 1])
+        out.append(discord.File(io.BytesIO(fitted), filename=filename, spoiler=spoiler))
     return out
 
 
 async def _shrinking(call: Callable[[list[discord.File]], Awaitable[Any]], blobs: Sequence[bytes],
-                     limit_mb: int, name: str) -> Any:
+                     limit_mb: int, name: str, spoilers: Sequence[bool] = ()) -> Any:
     """Call with fitted files; on 413 (the server's limit is lower than ours) halve the limit and retry."""
     limit = limit_mb * MIB
     for attempt in range(SHRINK_TRIES):
-        files = await asyncio.to_thread(fitted_files, blobs, limit, name)
+        files = await asyncio.to_thread(fitted_files, blobs, limit, name, spoilers)
         largest = max((len(f.fp.getbuffer()) for f in files), default=0)
         try:
             return await call(files)
@@ -54,22 +57,24 @@ async def _shrinking(call: Callable[[list[discord.File]], Awaitable[Any]], blobs
 
 async def send_images(send: Callable[..., Awaitable[discord.Message]], blobs: Sequence[bytes], *, limit_mb: int,
                       content: str, name: str, nonce: str | None = None, view: discord.ui.View | None = None,
-                      mention: int | None = None) -> discord.Message:
-    """`channel.send` the images (fitted) with content, a nonce and buttons."""
+                      mention: int | None = None, spoilers: Sequence[bool] = ()) -> discord.Message:
+    """`channel.send` the images (fitted) with content, a nonce and buttons; `spoilers` as in fitted_files."""
     extra: dict[str, Any] = {"allowed_mentions": mention_only(mention)}
     if nonce is not None:
         extra["nonce"] = nonce
     if view is not None:
         extra["view"] = view
-    return await _shrinking(lambda files: send(content=content, files=files, **extra), blobs, limit_mb, name)
+    return await _shrinking(lambda files: send(content=content, files=files, **extra), blobs, limit_mb, name,
+                            spoilers)
 
 
 async def edit_with_images(webhook: discord.Webhook, message_id: int, blobs: Sequence[bytes], *, limit_mb: int,
-                           content: str, name: str, view: discord.ui.View | None = None) -> discord.Message:
+                           content: str, name: str, view: discord.ui.View | None = None,
+                           spoilers: Sequence[bool] = ()) -> discord.Message:
     """Replace a reply's content and files (an edit is idempotent: a repeat changes nothing)."""
     extra: dict[str, Any] = {"view": view} if view is not None else {}
     return await _shrinking(lambda files: webhook.edit_message(message_id, content=content, attachments=files,
-                                                               **extra), blobs, limit_mb, name)
+                                                               **extra), blobs, limit_mb, name, spoilers)
 
 
 def interaction_webhook(bot: discord.Client, application_id: int, token: str) -> discord.Webhook:

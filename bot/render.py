@@ -100,7 +100,36 @@ def consent_line(c: Consent) -> str:
 
 
 def usage_line(total: UsageTotal, label: str) -> str:
-    return f"{label}: {total.jobs} jobs, {total.gpu_seconds / 60:.1f} GPU min, {total.images} images"
+    line = f"{label}: {total.jobs} jobs, {total.gpu_seconds / 60:.1f} GPU min, {total.images} images"
+    if total.flagged or total.withheld:
+        line += f", {total.flagged} flagged by the safety checker, {total.withheld} withheld"
+    return line
+
+
+NSFW_POLICY = {
+    "block": "never posted (block)",
+    "spoiler-in-age-restricted": "posted as spoilers in age-restricted channels only, withheld elsewhere "
+                                 "(spoiler-in-age-restricted)",
+}
+CHECKER_OFF = ("Safety checker: **off**. The operator set `trainer.safety_checker = \"off\"`, so images are "
+               "not checked and nothing is flagged or withheld: every image is posted as made. Ask the operator "
+               "to turn it back on (\"auto\").")
+
+
+def nsfw_policy_line(mode: str, *, checker_off: bool) -> str:
+    """How /mod policy shows what happens to images the safety checker flags."""
+    line = f"Images the safety checker flags: {NSFW_POLICY.get(mode, mode)}"
+    return f"{line}\n{CHECKER_OFF}" if checker_off else line
+
+
+def withheld_notice(count: int, *, job_id: int | None, mode: str) -> str:
+    """Told privately to the user whose images the safety checker flagged and nobody was shown."""
+    what = f"{count} image{'s' if count != 1 else ''}" + (f" of job #{job_id}" if job_id else "")
+    why = ("flagged images are never posted here" if mode == "block"
+           else "they are posted only as spoilers in age-restricted channels, and this isn't one")
+    return (f"{what} {'were' if count != 1 else 'was'} withheld: the safety checker flagged "
+            f"{'them' if count != 1 else 'it'}, and {why}. Try a different prompt or seed; moderators see "
+            "these counts in /mod usage.")
 
 
 def audit_line(e: Entry) -> str:

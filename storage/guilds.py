@@ -1,4 +1,4 @@
-"""Per-guild moderation: the policy (review, quotas), bans and the prompt blocklist.
+"""Per-guild moderation: the policy (review, quotas, flagged images), bans and the prompt blocklist.
 
 Every change is written to the audit log in the same transaction.
 """
@@ -15,6 +15,7 @@ from storage.db import fetch_all, fetch_one, now, transaction
 from storage.errors import DreambotError
 
 _UNSET = object()
+NSFW_MODES = ("block", "spoiler-in-age-restricted")  # what happens to images the safety checker flagged
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Policy:
     max_subjects_per_user: int | None
     max_images_per_day: int | None
     moderator_role_id: int | None = None  # its members moderate too; None: only Manage Server
+    nsfw: str = "block"  # flagged images: "block" (never posted) or "spoiler-in-age-restricted"
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,37 @@ async def policy(db: aiosqlite.Connection, guild_id: int, *, default_review: boo
     return Policy(guild_id=guild_id, review_required=review,
                   max_subjects_per_user=row["max_subjects_per_user"] if row else None,
                   max_images_per_day=row["max_images_per_day"] if row else None,
-                  moderator_role_id=row["moderator_role_id"] if row else None)
+                  moderator_role_id=row["moderator_role_id"] if row else None,
+                  nsfw=row["nsfw"] if row else "block")
+
+
+async def nsfw_mode(db: aiosqlite.Connection, guild_id: int | None) -> str:
+    """What the guild does with flagged images; "block" outside a guild and where it was never set."""
+    if guild_id is None:
+        return "block"
+    row = await fetch_one(db, "SELECT nsfw FROM guild_policy WHERE guild_id = ?", (guild_id,))
+    return row["nsfw"] if row else "block"
 
 
 async def set_policy(db: aiosqlite.Connection, *, guild_id: int, by: int, review_required=_UNSET,
-                     max_subjects_per_user=_UNSET, max_images_per_day=_UNSET, moderator_role_id=_UNSET) -> None:
+                     max_subjects_per_user=_UNSET, max_images_per_day=_UNSET, moderator_role_id=_UNSET,
+                     nsfw=_UNSET) -> None:
     """Change the given settings; others stay as they are.
 
     None on a quota removes the limit; None as the moderator role leaves moderation to Manage Server.
+    `nsfw` is one of NSFW_MODES.
     """
     changes = {k: v for k, v in (("review_required", review_required),
                                  ("max_subjects_per_user", max_subjects_per_user),
                                  ("max_images_per_day", max_images_per_day),
-                                 ("moderator_role_id", moderator_role_id)) if v is not _UNSET}
+                                 ("moderator_role_id", moderator_role_id),
+                                 ("nsfw", nsfw)) if v is not _UNSET}
     for key, value in changes.items():
         if key in ("max_subjects_per_user", "max_images_per_day") and value is not None and value < 0:
             raise DreambotError(f"{key.replace('_', ' ')} can't be negative: give 0 or more, or leave it empty.")
+    if "nsfw" in changes and changes["nsfw"] not in NSFW_MODES:
+        raise DreambotError(f"nsfw can't be {changes['nsfw']!r}: give \"block\" (flagged images are never posted) "
+                            "or \"spoiler-in-age-restricted\" (posted as spoilers in age-restricted channels only).")
     t = now()
     async with transaction(db):
         await db.execute("INSERT INTO guild_policy (guild_id, updated_by, updated_at) VALUES (?, ?, ?) "

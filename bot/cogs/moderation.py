@@ -15,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import checks, render, views
-from storage import audit, consent, guilds, lifecycle, outbox, subjects, usage
+from storage import audit, consent, guilds, lifecycle, likeness, outbox, subjects, usage
 from storage.db import now
 from storage.errors import DreambotError
 
@@ -48,8 +48,10 @@ class Moderation(commands.GroupCog, group_name="mod", group_description="Moderat
             return
         await _reply(interaction, f"{len(held)} subject(s) waiting for review; photos are not shown here.")
         for subject in held[:REVIEW_BATCH]:
+            why = likeness.review_reason(subject.class_noun, self.bot.storage.likeness)
             await interaction.followup.send(
-                f"**{subject.name}** ({subject.class_noun}) of <@{subject.owner_id}>, #{subject.id}",
+                f"**{subject.name}** ({subject.class_noun}) of <@{subject.owner_id}>, #{subject.id}"
+                + (f"\nHeld whatever this server's policy: {why}." if why else ""),
                 view=views.review_view(subject.id), ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="consents", description="Who consented to what, when, and whether it was revoked")
@@ -57,7 +59,8 @@ class Moderation(commands.GroupCog, group_name="mod", group_description="Moderat
         found = await consent.for_guild(self.bot.db, interaction.guild_id)
         await _reply(interaction, render.paginate([render.consent_line(c) for c in found], "No consents yet."))
 
-    @app_commands.command(name="usage", description="Jobs, GPU time and images per user or per subject")
+    @app_commands.command(name="usage", description="Jobs, GPU time, images, flagged and withheld images per "
+                                                    "user or subject")
     async def usage(self, interaction: discord.Interaction, by: Literal["user", "subject"] = "user") -> None:
         totals = await usage.totals(self.bot.db, by=f"{by}_id", guild_id=interaction.guild_id)
         label = (lambda t: f"<@{t.key}>") if by == "user" else (lambda t: f"subject #{t.key}")
@@ -107,17 +110,21 @@ class Moderation(commands.GroupCog, group_name="mod", group_description="Moderat
         if lifted:
             await self.bot.audit("user.unbanned", actor_id=interaction.user.id, fields={"user": f"<@{user.id}>"})
 
-    @app_commands.command(name="policy", description="Show or change review, quotas and the prompt blocklist")
+    @app_commands.command(name="policy", description="Show or change review, quotas, flagged images and the "
+                                                     "prompt blocklist")
     @app_commands.describe(review_required="hold new subjects for review", max_subjects="subjects per person "
                            "(0: no limit)", images_per_day="images per person per day (0: no limit)",
                            block="a word to refuse in prompts", unblock="a blocked word to allow again",
                            moderator_role="its members moderate dreambot here too (needs Manage Server; "
-                           "@everyone removes it)")
+                           "@everyone removes it)",
+                           nsfw="flagged images: never posted (block), or as spoilers in age-restricted "
+                           "channels only")
     async def policy(self, interaction: discord.Interaction, review_required: bool | None = None,
                      max_subjects: app_commands.Range[int, 0, 1000] | None = None,
                      images_per_day: app_commands.Range[int, 0, 100_000] | None = None,
                      block: str | None = None, unblock: str | None = None,
-                     moderator_role: discord.Role | None = None) -> None:
+                     moderator_role: discord.Role | None = None,
+                     nsfw: Literal["block", "spoiler-in-age-restricted"] | None = None) -> None:
         db, gid, me = self.bot.db, interaction.guild_id, interaction.user.id
         changes: dict = {}
         if moderator_role is not None:  # checked before anything changes: who moderates is the server's call
@@ -130,6 +137,8 @@ class Moderation(commands.GroupCog, group_name="mod", group_description="Moderat
             changes["max_subjects_per_user"] = max_subjects or None
         if images_per_day is not None:
             changes["max_images_per_day"] = images_per_day or None
+        if nsfw is not None:
+            changes["nsfw"] = nsfw
         if changes:
             await guilds.set_policy(db, guild_id=gid, by=me, **changes)
         if block:
@@ -144,6 +153,7 @@ class Moderation(commands.GroupCog, group_name="mod", group_description="Moderat
                 f"Subjects per person: {policy.max_subjects_per_user or 'no limit'}\n"
                 f"Images per person per day: {policy.max_images_per_day or 'no limit'}\n"
                 f"Moderators: {mods}\n"
+                f"{render.nsfw_policy_line(policy.nsfw, checker_off=self.bot.safety_checker_off)}\n"
                 f"Blocked in prompts: {', '.join(terms) or 'nothing'}")
         hint = ("\nDiscord shows /mod only to Manage Server by default: allow the role in Server Settings > "
                 "Integrations > dreambot." if changes.get("moderator_role_id") else "")

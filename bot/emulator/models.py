@@ -57,6 +57,7 @@ class Channel:
     position: int = 0
     topic: str | None = None
     recipient_id: int | None = None  # the other user of a DM channel
+    nsfw: bool = False  # age-restricted (Discord's "NSFW channel" setting)
 
     @property
     def label(self) -> str:

@@ -166,11 +166,22 @@ class DiscordEmulator:
         self.gateway.dispatch("GUILD_CREATE", payloads.guild_create(g, self.state))
         return g
 
-    def add_channel(self, guild: Guild | int, name: str, *, topic: str | None = None) -> Channel:
+    def add_channel(
+        self, guild: Guild | int, name: str, *, topic: str | None = None, nsfw: bool = False
+    ) -> Channel:
+        """A new text channel; ``nsfw`` makes it age-restricted, as Discord's channel setting does."""
         g = self.state.guild(_id(guild))
-        channel = self.state.add_channel(g, name, topic=topic)
+        channel = self.state.add_channel(g, name, topic=topic, nsfw=nsfw)
         self.gateway.dispatch("CHANNEL_CREATE", payloads.channel(channel))
         return channel
+
+    def set_age_restricted(self, channel: Channel | int, nsfw: bool = True) -> None:
+        """Change a channel's age restriction, as a server admin would; clients get CHANNEL_UPDATE."""
+        found = self.state.channel(_id(channel))
+        found.nsfw = nsfw
+        self.transcript.add(f"[emulator] {found.label} is {'now' if nsfw else 'no longer'} age-restricted")
+        self.gateway.dispatch("CHANNEL_UPDATE", payloads.channel(found))
+        self.state.changed()
 
     def channel_named(self, guild: Guild | int, name: str) -> Channel:
         g = self.state.guild(_id(guild))

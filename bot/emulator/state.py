@@ -136,8 +136,9 @@ class EmulatorState:
         g.members[u.id] = m
         return m
 
-    def add_channel(self, g: Guild, name: str, *, topic: str | None = None) -> Channel:
-        c = Channel(id=self.ids.next(), name=name, guild_id=g.id, position=len(g.channel_ids), topic=topic)
+    def add_channel(self, g: Guild, name: str, *, topic: str | None = None, nsfw: bool = False) -> Channel:
+        c = Channel(id=self.ids.next(), name=name, guild_id=g.id, position=len(g.channel_ids), topic=topic,
+                    nsfw=nsfw)
         self.channels[c.id] = c
         self.channel_order[c.id] = []
         g.channel_ids.append(c.id)

@@ -142,10 +142,12 @@ async def _post(db: aiosqlite.Connection, job: jobs.Job, kind: str, payload: dic
                       channel_id=job.channel_id)
 
 
-async def _usage(db: aiosqlite.Connection, job: jobs.Job, *, gpu_seconds: float, images: int) -> None:
+async def _usage(db: aiosqlite.Connection, job: jobs.Job, *, gpu_seconds: float, images: int, flagged: int = 0,
+                 withheld: int = 0) -> None:
     """Usage of a job's attempt, written in the fenced transaction that ends it (never for a forgotten user)."""
     await usage.record(db, user_id=job.user_id, kind=job.kind, gpu_seconds=gpu_seconds, images=images,
-                       guild_id=job.guild_id, subject_id=job.subject_id, job_id=job.id)
+                       guild_id=job.guild_id, subject_id=job.subject_id, job_id=job.id, flagged=flagged,
+                       withheld=withheld)
 
 
 async def _audit(db: aiosqlite.Connection, action: str, actor_id: int | None, subject: Subject,

@@ -5,7 +5,7 @@ job refuses it; the endings (finished, stopped, released, failed, reaped) with t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -65,7 +65,11 @@ async def record_artifact(db: aiosqlite.Connection, *, job_id: int, lease_token:
                           data_dir: Path, meta: dict | None = None, cache_key: str | None = None,
                           replaces: Iterable[str] = ()) -> artifacts.Artifact:
     """Record a file the worker wrote for the job (and forget the recorded `replaces` paths); refused once
-    the job is stopped, so the caller deletes the file."""
+    the job is stopped, so the caller deletes the file.
+
+    A sample grid's meta may say what the safety checker found: `nsfw` (a flagged tile is in it) and
+    `withheld` (flagged tiles greyed out before it was saved), optionally `flagged` (tiles flagged); they
+    are counted in usage in the same transaction."""
     async with transaction(db):
         job = await _fence(db, job_id, lease_token)
         gone = list(replaces)
@@ -73,9 +77,25 @@ async def record_artifact(db: aiosqlite.Connection, *, job_id: int, lease_token:
             marks = ",".join("?" * len(gone))
             await db.execute(f"DELETE FROM artifacts WHERE job_id = ? AND path IN ({marks})", (job.id, *gone))
         shared = kind == "class_images"
-        return await artifacts.record(db, kind=kind, path=path, data_dir=data_dir, job_id=None if shared else job.id,
-                                      subject_id=None if shared else job.subject_id,
-                                      user_id=None if shared else job.user_id, cache_key=cache_key, meta=meta)
+        recorded = await artifacts.record(db, kind=kind, path=path, data_dir=data_dir,
+                                          job_id=None if shared else job.id,
+                                          subject_id=None if shared else job.subject_id,
+                                          user_id=None if shared else job.user_id, cache_key=cache_key, meta=meta)
+        if kind == "grid":
+            flagged, withheld = _grid_flags(meta or {})
+            if flagged or withheld:
+                await _usage(db, job, gpu_seconds=0.0, images=0, flagged=flagged, withheld=withheld)
+        return recorded
+
+
+def _grid_flags(meta: dict) -> tuple[int, int]:
+    """(flagged, withheld) tiles of a sample grid from its meta. Without an explicit `flagged`, the greyed-out
+    tiles count, or one when the grid is marked but kept whole (its flagged tiles aren't counted)."""
+    withheld = max(0, int(meta.get("withheld") or 0))
+    flagged = meta.get("flagged")
+    if flagged is None:
+        flagged = withheld or int(bool(meta.get("nsfw")))
+    return max(int(flagged), withheld), withheld
 
 
 async def post_event(db: aiosqlite.Connection, *, job_id: int, lease_token: str, kind: str, payload: dict,
@@ -119,24 +139,37 @@ async def finish_training(db: aiosqlite.Connection, *, job_id: int, lease_token:
     return subject, done
 
 
-async def finish_generation(db: aiosqlite.Connection, *, job_id: int, lease_token: str, image_paths: list[str],
-                            grid_path: str, seeds: list[int], prompt: str, data_dir: Path,
-                            gpu_seconds: float) -> jobs.Job:
+async def finish_generation(db: aiosqlite.Connection, *, job_id: int, lease_token: str, image_paths: Sequence[str],
+                            grid_path: str | None, seeds: Sequence[int], prompt: str, data_dir: Path,
+                            gpu_seconds: float, flagged: Sequence[bool] = (), withheld: int = 0) -> jobs.Job:
     """The images are recorded, the job succeeds and they are queued for delivery: one fenced transaction.
-    A subject revoked or a job cancelled meanwhile refuses (StopRequested), so nothing is delivered."""
+    A subject revoked or a job cancelled meanwhile refuses (StopRequested), so nothing is delivered.
+
+    `flagged[i]` says the safety checker flagged `image_paths[i]` (its artifact gets meta `nsfw`, and so does
+    the grid when any image in it is flagged; the bot decides per artifact where it may be shown);
+    `withheld` counts flagged images the worker dropped before saving, and `grid_path` is None when nothing
+    is left to show. The `images` event carries `withheld`; usage counts both."""
+    flags = [bool(f) for f in flagged] or [False] * len(image_paths)
+    if len(flags) != len(image_paths) or len(seeds) != len(image_paths) or withheld < 0:
+        raise ValueError("finish_generation needs one seed and one flag per image, and withheld >= 0")
     async with transaction(db):
         job = await _fence(db, job_id, lease_token)
         for sid in job.params.get("subject_ids", []):
             prompts.require_usable(await subjects.get(db, sid))
         common = {"job_id": job.id, "user_id": job.user_id, "data_dir": data_dir}
-        image_ids = [(await artifacts.record(db, kind="image", path=p, meta={"seed": s, "prompt": prompt},
-                                             **common)).id for p, s in zip(image_paths, seeds, strict=True)]
-        grid = await artifacts.record(db, kind="grid", path=grid_path, meta={"seeds": seeds}, **common)
-        payload = {"job_id": job.id, "prompt": prompt, "image_artifact_ids": image_ids, "grid_artifact_id": grid.id,
-                   "seeds": seeds}
+        image_ids = [(await artifacts.record(db, kind="image", path=p, meta={"seed": s, "prompt": prompt}
+                                             | ({"nsfw": True} if f else {}), **common)).id
+                     for p, s, f in zip(image_paths, seeds, flags, strict=True)]
+        grid = None
+        if grid_path is not None:
+            grid = await artifacts.record(db, kind="grid", path=grid_path, meta={"seeds": list(seeds)}
+                                          | ({"nsfw": True} if any(flags) else {}), **common)
+        payload = {"job_id": job.id, "prompt": prompt, "image_artifact_ids": image_ids,
+                   "grid_artifact_id": grid.id if grid else None, "seeds": list(seeds), "withheld": withheld}
         done = await jobs.complete(db, job_id=job.id, lease_token=lease_token, result=payload)
         await _post(db, job, "images", payload)
-        await _usage(db, job, gpu_seconds=gpu_seconds, images=len(image_ids))
+        await _usage(db, job, gpu_seconds=gpu_seconds, images=len(image_ids) + withheld,
+                     flagged=sum(flags) + withheld, withheld=withheld)
     return done
 
 

@@ -89,3 +89,28 @@ async def test_outbox_line_shows_the_facts_never_the_payload(db):
     event = await outbox.get(db, event_id)
     line = render.outbox_line(event, at=event.created_at + 125)
     assert line == rf"#{event_id} notice, no job, 1 tries, 2 min 5 s old: Forbidden('\*\*403\*\* Missing Access')"
+
+
+@pytest.mark.parametrize(("flagged", "withheld", "shown"), [
+    (0, 0, "<@1>: 2 jobs, 1.0 GPU min, 5 images"),
+    (3, 1, "<@1>: 2 jobs, 1.0 GPU min, 5 images, 3 flagged by the safety checker, 1 withheld"),
+])
+def test_usage_line_adds_flagged_counts_only_when_there_are_any(flagged, withheld, shown):
+    """A user with nothing flagged reads as before; otherwise flagged and withheld counts follow."""
+    from storage.usage import UsageTotal
+
+    total = UsageTotal(key=1, jobs=2, gpu_seconds=60.0, images=5, flagged=flagged, withheld=withheld)
+    assert render.usage_line(total, "<@1>") == shown
+
+
+@pytest.mark.parametrize(("count", "mode", "expected"), [
+    (1, "block", "1 image of job #7 was withheld: the safety checker flagged it, and flagged images are never "
+                 "posted here."),
+    (3, "spoiler-in-age-restricted", "3 images of job #7 were withheld: the safety checker flagged them, and "
+                                     "they are posted only as spoilers in age-restricted channels, and this "
+                                     "isn't one."),
+])
+def test_withheld_notice_says_how_many_and_why(count, mode, expected):
+    """The private notice counts the images, says why under the guild's mode, and what to do."""
+    text = render.withheld_notice(count, job_id=7, mode=mode)
+    assert text.startswith(expected) and "Try a different prompt" in text

@@ -55,11 +55,12 @@ class QuickBot(DreamBot):
 
 
 @asynccontextmanager
-async def running_bot(config: Config, token: str, *, timeout: float = 10.0) -> AsyncIterator[DreamBot]:
+async def running_bot(config: Config, token: str, *, timeout: float = 10.0,
+                      **bot_options) -> AsyncIterator[DreamBot]:
     """Open the database, log in, connect, wait for ready; close everything afterwards."""
     async with database.connect(config.storage.database) as db:
         client = QuickBot(db=db, settings=config.bot, storage=config.storage, poll_seconds=0.05,
-                          guild_ready_timeout=0.05)
+                          guild_ready_timeout=0.05, **bot_options)
         async with running(client, token, timeout=timeout):
             yield client
 

@@ -47,20 +47,24 @@ async def ready_subject(db, data_dir: Path, *, owner_id: int, guild_id: int, nam
     return subject
 
 
-async def finish_generate(db, data_dir: Path, queue: QueueConfig, *, image: bytes | None = None) -> jobs.Job:
+async def finish_generate(db, data_dir: Path, queue: QueueConfig, *, image: bytes | None = None,
+                          flagged: tuple[bool, ...] = (), withheld: int = 0) -> jobs.Job:
     """Claim the next job (a generate one), write its images and grid, and finish it through the lifecycle,
-    which records them and queues the `images` event."""
+    which records them and queues the `images` event. `flagged` marks images as the safety checker would;
+    `withheld` of the job's n images were dropped before saving, as under the "block" policy."""
     job = await jobs.claim(db, worker_id="sim", lease_seconds=queue.lease_seconds)
     assert job is not None and job.kind == "generate"
     await jobs.heartbeat(db, job_id=job.id, lease_token=job.lease_token, lease_seconds=queue.lease_seconds)
-    n = job.params.get("n", 1)
+    n = job.params.get("n", 1) - withheld
     paths = [f"jobs/{job.id}/images/{i:02d}.png" for i in range(n)]
-    for rel in [*paths, f"jobs/{job.id}/grid.png"]:
+    grid = f"jobs/{job.id}/grid.png" if n else None
+    for rel in [*paths, *([grid] if grid else [])]:
         (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         (data_dir / rel).write_bytes(image or png())
     return await lifecycle.finish_generation(db, job_id=job.id, lease_token=job.lease_token, image_paths=paths,
-                                             grid_path=f"jobs/{job.id}/grid.png", seeds=[1000 + i for i in range(n)],
-                                             prompt=job.params["prompt"], data_dir=data_dir, gpu_seconds=1.0)
+                                             grid_path=grid, seeds=[1000 + i for i in range(n)],
+                                             prompt=job.params["prompt"], data_dir=data_dir, gpu_seconds=1.0,
+                                             flagged=flagged, withheld=withheld)
 
 
 async def post(db, job: jobs.Job, kind: str, payload: dict) -> int:
