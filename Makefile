@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned to the build this machine (and CI) serves from local disk
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# invisible-watermark pulls in opencv-python, which needs the system's libGL: install it where it is missing
+	$(BIN)/python -c 'import cv2' 2>/dev/null || (apt-get update -q && apt-get install -y -q libgl1 libglib2.0-0)
 	touch $(STAMP)
 
 demo: setup

@@ -17,6 +17,7 @@ from bot.delivery import Deliverer
 from bot.error_handler import on_tree_error
 from storage import deliveries, guilds, lifecycle, retention, subjects
 from storage.config import BotSettings, StorageConfig
+from storage.licenses import ModelLicense
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ MB = 1 << 20
 class DreamBot(commands.Bot):
     def __init__(self, *, db: aiosqlite.Connection, settings: BotSettings, storage: StorageConfig,
                  sync_commands: bool = True, poll_seconds: float = 1.0, presets: Collection[str] | None = None,
+                 safety_checker_off: bool = False, model_license: ModelLicense | None = None,
                  **client_options) -> None:
         endpoints.use(settings.api_base, settings.gateway_url)
         # discord.py's DEBUG records carry whole gateway payloads and request URLs: interaction
@@ -46,6 +48,8 @@ class DreamBot(commands.Bot):
         self.storage = storage
         self.sync_commands = sync_commands
         self.presets = tuple(presets) if presets is not None else None  # [trainer] presets, checked at /train
+        self.safety_checker_off = safety_checker_off  # [trainer] safety_checker = "off": /mod policy says so
+        self.model_license = model_license  # the base model's, resolved once at start-up: /train and /subjects show it
         self.deliverer = Deliverer(self, poll_seconds=poll_seconds)
         self._tasks: list[asyncio.Task] = []
 

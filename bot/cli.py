@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from storage.config import BotSettings, Config, StorageConfig, discord_token
+from storage import licenses
+from storage.config import EXIT_CONFIG, BotSettings, Config, StorageConfig, discord_token
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     if not args.no_worker:
         supervisor = WorkerSupervisor(worker_command(getattr(args, "config", None))).start()
     try:
-        asyncio.run(run_bot(cfg.bot, cfg.storage, token, presets=tuple(cfg.trainer.presets)))
+        asyncio.run(run_bot(cfg.bot, cfg.storage, token, presets=tuple(cfg.trainer.presets),
+                            safety_checker_off=cfg.trainer.safety_checker == "off",
+                            model_license=model_license(cfg.trainer.base_model, cfg.trainer.model_license)))
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -57,6 +60,14 @@ def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     from bot.demo import run_demo
 
     return asyncio.run(run_demo(args.out, base=cfg))
+
+
+def model_license(base_model: str, override: str = "") -> licenses.ModelLicense:
+    """The base model's license for the bot to show; an unknown one is logged for the operator."""
+    found = licenses.resolve(base_model, override)
+    if not found.known:
+        log.warning("%s", found.operator_message())
+    return found
 
 
 async def run_bot(settings: BotSettings, storage: StorageConfig, token: str, *, stop: asyncio.Event | None = None,
@@ -126,6 +137,9 @@ def restart_delay(previous: float | None, ran_seconds: float) -> float:
 class WorkerSupervisor:
     """Keeps one worker process running: a worker that exits unasked is restarted after `restart_delay`.
 
+    A worker that exits with EXIT_CONFIG refused to run until its configuration changes (its safety
+    checker cannot be loaded, say): it is not restarted, one error line says so, and the bot runs on.
+
     Runs in a thread beside the bot's event loop (`start`/`stop`), or in the caller (`run`, for tests
     with an injected `clock` and `sleep`). `sleep(seconds)` returns True when it was cut short by `stop`.
     """
@@ -162,6 +176,10 @@ class WorkerSupervisor:
                     self.proc = None
             code = self.proc.wait() if self.proc is not None else None
             if self._stopping.is_set():
+                return
+            if code == EXIT_CONFIG:
+                log.error("the worker refused to start until its configuration changes (its message is above); it "
+                          "is not restarted: fix config.toml, then restart `dreambot run` or start `dreambot worker`")
                 return
             ran = self.clock() - started
             delay = restart_delay(delay, ran)

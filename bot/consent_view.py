@@ -12,7 +12,7 @@ import logging
 import discord
 
 from bot.error_handler import reply_error, send_ephemeral
-from storage import lifecycle
+from storage import lifecycle, likeness
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,18 @@ class ConsentView(discord.ui.View):
         bot = interaction.client
         await interaction.response.defer()  # acknowledge at once; the reply replaces the consent message
         policy_review = await bot.review_required(interaction.guild_id)
+        # the same license as the /train reply showed, so the recorded text is the one the user read
         queued = await lifecycle.confirm(bot.db, subject_id=self.subject_id, user_id=interaction.user.id,
-                                         queue=bot.storage.queue, review_required=policy_review)
+                                         queue=bot.storage.queue, review_required=policy_review,
+                                         model_license=bot.model_license, likeness_rules=bot.storage.likeness)
         self.stop()
         name = queued.subject.name
         if queued.job is None:
-            text = (f"Thank you: your consent for **{name}** is recorded. This server reviews new subjects, so a "
-                    "moderator will look at it first; training starts once it is approved.")
+            why = ("A child's likeness is always reviewed by a moderator first"
+                   if likeness.review_reason(queued.subject.class_noun, bot.storage.likeness)
+                   else "This server reviews new subjects")
+            text = (f"Thank you: your consent for **{name}** is recorded. {why}, so a moderator will look at it "
+                    "before training; it starts once it is approved.")
             await bot.audit("subject.review_requested", actor_id=interaction.user.id,
                             fields={"subject": f"#{queued.subject.id} {name} ({queued.subject.class_noun})"})
         else:

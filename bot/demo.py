@@ -62,7 +62,8 @@ async def run_demo(out: Path, *, base: Config | None = None) -> int:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     model_dir, database = out / "tiny-model", out / "data" / "dreambot.sqlite3"
-    if not (model_dir / "model_index.json").exists():
+    # a folder made before the tiny model shipped a safety checker would make the worker refuse to start
+    if not (model_dir / "model_index.json").exists() or not (model_dir / "safety_checker").is_dir():
         print(f"making a tiny model in {model_dir} ...", flush=True)
         subprocess.run([sys.executable, "-m", "cli.main", "make-tiny-model", str(model_dir)], check=True)
     base = base or load()  # the same config.toml the worker reads: the bot checks presets against it
@@ -74,7 +75,9 @@ async def run_demo(out: Path, *, base: Config | None = None) -> int:
             try:
                 settings = BotSettings(api_base=emu.api_base, gateway_url=emu.gateway_url,
                                        train_cooldown_seconds=0, imagine_cooldown_seconds=0)
-                config = dataclasses.replace(base, bot=settings, storage=storage)
+                # the worker's model, so the bot shows its license (the tiny model's card)
+                trainer = dataclasses.replace(base.trainer, base_model=str(model_dir))
+                config = dataclasses.replace(base, bot=settings, storage=storage, trainer=trainer)
                 return await _converse(emu, config, out)
             finally:
                 emu.transcript.save(out / "transcript.txt")
@@ -85,14 +88,17 @@ async def run_demo(out: Path, *, base: Config | None = None) -> int:
 
 
 async def _converse(emu, config: Config, out: Path) -> int:
-    from bot.cli import run_bot
+    from bot.cli import model_license, run_bot
 
     guild = emu.add_guild("dreamers")
     channel = emu.channel_named(guild, "general")
     alice = emu.add_member(guild, "alice")
     stop = asyncio.Event()
     bot_task = asyncio.create_task(run_bot(config.bot, config.storage, emu.token, stop=stop, poll_seconds=0.2,
-                                           presets=tuple(config.trainer.presets)))
+                                           presets=tuple(config.trainer.presets),
+                                           safety_checker_off=config.trainer.safety_checker == "off",
+                                           model_license=model_license(config.trainer.base_model,
+                                                                       config.trainer.model_license)))
     try:
         await emu.wait_for(lambda: emu.synced_commands(), timeout=30, what="the bot to sync its commands")
         train = await emu.invoke_slash(guild.id, channel.id, alice, "train",

@@ -25,6 +25,9 @@ class ConfigError(ValueError):
     """A setting is missing, unknown or out of range; the message says which and what is allowed."""
 
 
+EXIT_CONFIG = 78  # sysexits' EX_CONFIG: a process refused to run until its configuration changes (no restart helps)
+
+
 def _rule(lo=None, hi=None, choices=None):
     return {"lo": lo, "hi": hi, "choices": choices}
 
@@ -70,6 +73,29 @@ class OutboxConfig:
     park_after: int = setting(8, lo=1)  # failed tries after which an event is parked (kept and listed)
 
 
+# Class nouns that name a person, and those that name a minor (each also a person): see storage/likeness.py.
+PERSON_NOUNS = (
+    "person", "people", "man", "men", "woman", "women", "face", "faces", "human", "humans", "guy", "guys",
+    "gal", "lady", "ladies", "gentleman", "male", "female", "adult", "individual", "self", "me", "selfie",
+    "portrait", "husband", "wife", "partner", "boyfriend", "girlfriend", "mother", "mom", "mum", "father",
+    "dad", "parent", "grandmother", "grandma", "grandfather", "grandpa", "brother", "sister", "sibling",
+    "friend", "actor", "actress", "bride", "groom",
+)
+MINOR_NOUNS = (
+    "child", "children", "kid", "kids", "boy", "boys", "girl", "girls", "baby", "babies", "toddler",
+    "toddlers", "infant", "newborn", "teen", "teens", "teenager", "teenagers", "teenage", "preteen", "tween",
+    "minor", "minors", "schoolgirl", "schoolboy", "schoolchild", "youngster", "juvenile", "adolescent", "son",
+    "daughter",
+)
+
+
+@dataclass(frozen=True)
+class LikenessConfig:
+    person_nouns: tuple[str, ...] = setting(PERSON_NOUNS)  # a subject of these: no sexual or nudity terms
+    minor_nouns: tuple[str, ...] = setting(MINOR_NOUNS)  # a subject of these: also always reviewed
+    refused_terms: tuple[str, ...] = setting(())  # refused besides the built-in list, which always applies
+
+
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: Path = setting(Path("./data"))
@@ -79,6 +105,7 @@ class StorageConfig:
     queue: QueueConfig = field(default_factory=QueueConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    likeness: LikenessConfig = field(default_factory=LikenessConfig)
 
     @property
     def database(self) -> Path:
@@ -96,7 +123,11 @@ class Preset:
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    base_model: str = setting("runwayml/stable-diffusion-v1-5")
+    base_model: str = setting("stable-diffusion-v1-5/stable-diffusion-v1-5")
+    # the image safety checker: "auto" (the base model's own, else CompVis/stable-diffusion-safety-checker),
+    # a hub id or local folder, or "off" (the worker refuses to run when it cannot load one that is not off)
+    safety_checker: str = setting("auto")
+    model_license: str = setting("")  # the base model's license id (and link); empty: read from its card
     device: str = setting("auto", choices=("auto", "cuda", "cpu"))
     mixed_precision: str = setting("bf16", choices=("bf16", "fp16", "no"))
     resolution: int = setting(512, lo=32, hi=2048)
@@ -113,6 +144,7 @@ class TrainerSettings:
     learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0)
     batch_size: int = setting(1, lo=1, hi=64)
     noise_offset: float = setting(0.0, lo=0.0, hi=1.0)
+    watermark: bool = setting(False)  # also embed an invisible watermark in every image (trainer/watermark.py)
     presets: dict[str, Preset] = field(default_factory=lambda: {"balanced": Preset()})
 
 
@@ -248,6 +280,11 @@ def _coerce(key: str, value, hint, rule):
             if isinstance(value, bool):
                 raise ValueError
             out = float(value)
+        elif typing.get_origin(base) is tuple:  # a TOML list of strings; from the environment, comma-separated
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            out = tuple(i.strip().lower() for i in items if i.strip())
         elif base is Path:
             if not isinstance(value, str) or not value:
                 raise ValueError

@@ -61,7 +61,8 @@ class QuotaReached(DreambotError):
 
 
 class PromptRefused(DreambotError):
-    """A prompt uses a term the server blocks, or names no usable subject."""
+    """A prompt uses a term the server blocks or a person's likeness may not be asked for, or names no usable
+    subject."""
 
 
 class CooldownActive(DreambotError):

@@ -1,4 +1,4 @@
-"""The trainer's commands: `worker`, `train`, `imagine` and `make-tiny-model`.
+"""The trainer's commands: `worker`, `train`, `imagine`, `make-tiny-model` and `fetch-model`.
 
 `train` and `imagine` run a job locally through the same queue, worker and code as the bot's
 jobs; `train` run again after a kill resumes from the last checkpoint. Heavy libraries (torch,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +38,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--consent", action="store_true",
                    help="confirm the consent text (printed) without being asked; recorded with you, the local "
                         "operator, as the one who consented")
+    p.add_argument("--reviewed-by", metavar="WHO",
+                   help="a subject whose class noun names a minor is always reviewed first: name the person "
+                        "who reviewed it (recorded in the audit log)")
     p.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
     p.set_defaults(func=cmd_train)
 
@@ -57,14 +61,28 @@ def add_commands(subparsers) -> None:
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon")
     p.set_defaults(func=cmd_make_tiny_model)
 
+    p = subparsers.add_parser("fetch-model", help="download a base model (and a safety checker) into the local "
+                                                  "Hugging Face cache, only the files training and generation use")
+    p.add_argument("model", nargs="?", help="hub id (default: stable-diffusion-v1-5/stable-diffusion-v1-5)")
+    p.add_argument("--revision", help="branch, tag or commit (default: main)")
+    p.set_defaults(func=cmd_fetch_model)
+
 
 # --- worker ----------------------------------------------------------------------------------------
 
 def cmd_worker(args, cfg) -> int:
+    """Exit code EXIT_CONFIG when the worker refuses to run until its configuration changes (`dreambot run`
+    then stops restarting it)."""
+    from storage.config import EXIT_CONFIG
+    from trainer.errors import CannotStart
     from trainer.worker import Worker
 
     worker = Worker(cfg.trainer, cfg.storage, kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()))
-    asyncio.run(_run_with_signals(worker, worker.run()))
+    try:
+        asyncio.run(_run_with_signals(worker, worker.run()))
+    except CannotStart as exc:
+        print(f"dreambot worker: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
@@ -87,7 +105,7 @@ def cmd_train(args, cfg) -> int:
 
 
 async def _train(args, cfg) -> int:
-    from storage import consent, files, intake, jobs, lifecycle, subjects
+    from storage import consent, files, intake, jobs, licenses, lifecycle, subjects
     from storage import db as storage_db
 
     st = cfg.storage
@@ -98,8 +116,12 @@ async def _train(args, cfg) -> int:
         raise found.refusal()
     for line in found.lines:
         print(f"photo {line}")
+    # trainer.model_license describes trainer.base_model; another --model answers for itself
+    model_license = licenses.resolve(args.model or cfg.trainer.base_model,
+                                     "" if args.model else cfg.trainer.model_license)
     given = args.consent or _ask_consent(consent.text_for(name=subjects.normalize_name(args.name),
-                                                         class_noun=subjects.normalize_class_noun(args.class_noun)))
+                                                         class_noun=subjects.normalize_class_noun(args.class_noun),
+                                                         model_license=model_license))
     params = {"preset": args.preset or cfg.trainer.default_preset, "steps": args.steps, "model": args.model}
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
         photos = found.accepted
@@ -109,7 +131,8 @@ async def _train(args, cfg) -> int:
         # Without consent this refuses (ConsentError, printed by cli.main, exit 1) before a photo is kept.
         subject, job = await lifecycle.local_training(
             db, owner_id=LOCAL_USER_ID, name=args.name, class_noun=args.class_noun, photos=photos, params=params,
-            idempotency_key=key, consent_given=given, queue=st.queue, data_dir=Path(st.data_dir))
+            idempotency_key=key, consent_given=given, queue=st.queue, data_dir=Path(st.data_dir),
+            model_license=model_license, likeness_rules=st.likeness, reviewed_by=args.reviewed_by)
         print(f"subject {subject.name!r}: trained as '{subject.instance_prompt}'")
         if job.state == "running":
             print(f"job #{job.id} was running when its last worker stopped; it resumes once that lease "
@@ -215,7 +238,7 @@ async def _imagine_subject(args, cfg) -> int:
                                          prompt=args.prompt.replace("{subject}", subject.name),
                                          subject_name=subject.name, count=args.n, seed=args.seed,
                                          guidance=args.guidance, steps=args.steps)
-        queued = await lifecycle.queue_images(db, request, queue=st.queue)
+        queued = await lifecycle.queue_images(db, request, queue=st.queue, likeness_rules=st.likeness)
         job, prompt = queued.job, queued.prompt
     await _run_local(cfg, job.id, "generating")
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
@@ -224,21 +247,27 @@ async def _imagine_subject(args, cfg) -> int:
             print(f"generation failed ({job.state}): {job.error}", file=sys.stderr)
             return 1
         args.out.mkdir(parents=True, exist_ok=True)
-        for art_id in [*job.result["image_artifact_ids"], job.result["grid_artifact_id"]]:
+        grid = job.result.get("grid_artifact_id")  # None when the safety checker withheld every image
+        for art_id in [*job.result["image_artifact_ids"], *([grid] if grid is not None else [])]:
             art = await artifacts.get(db, art_id)
             shutil.copy2(resolve(Path(st.data_dir), art.path), args.out / Path(art.path).name)
     print(f"prompt: {prompt}\nseeds: {job.result['seeds']}\nwrote {args.out}")
+    if job.result.get("withheld"):
+        print(f"{job.result['withheld']} image(s) withheld: the safety checker flagged them")
     return 0
 
 
 def _imagine_from_folder(args, cfg, folder: Path) -> int:
-    from trainer import lora, models
+    from storage.provenance import Marks, sha256_file
+    from trainer import lora, models, safety
     from trainer.generate import ImageGenerator, save_grid, save_png
 
     meta = lora.read_metadata(folder)
     if not meta.get("token"):
         print(f"{folder} has no dreambot metadata (token, class): is it an adapter folder?", file=sys.stderr)
         return 1
+    from storage import likeness
+    from storage.errors import PromptRefused
     from storage.subjects import Subject
 
     # An adapter folder has no subject row: it is called "subject" here, as in '{subject} on the moon'.
@@ -246,17 +275,28 @@ def _imagine_from_folder(args, cfg, folder: Path) -> int:
                     class_noun=meta["class_noun"], state="trained", adapter_artifact_id=0, created_at=0.0,
                     updated_at=0.0)
     prompt = substitute(args.prompt, loose)
+    refusal = likeness.check_prompt([args.prompt, prompt], [loose], cfg.storage.likeness)
+    if refusal is not None:  # the same likeness rule as /imagine: this path has no subject row to go through
+        raise PromptRefused(refusal.message)
     source = args.model or meta.get("base_model") or cfg.trainer.base_model
     runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
+    checker = safety.load(cfg.trainer.safety_checker, source, runtime)  # as the worker does, before any work
     generator = ImageGenerator(models.load_pipeline(source, runtime))
     made = generator.generate(prompt, [("subject", folder)], n=args.n, seed=args.seed,
                               steps=args.steps or cfg.trainer.sample_steps,
                               guidance=cfg.trainer.guidance_scale if args.guidance is None else args.guidance,
                               resolution=int(meta.get("resolution") or cfg.trainer.resolution))
-    for i, (image, seed) in enumerate(zip(made.images, made.seeds, strict=True)):
-        save_png(image, args.out / f"{i:02d}-seed{seed}.png")
-    save_grid(made.images, cols=min(4, len(made.images)), path=args.out / "grid.png")
-    print(f"prompt: {prompt}\nseeds: {made.seeds}\nwrote {args.out}")
+    screened = safety.screen_images(safety.check(checker, made.images), safety.BLOCK)  # no guild: block
+    images, seeds = [made.images[i] for i in screened.keep], [made.seeds[i] for i in screened.keep]
+    marks = Marks(base_model=source, lora_sha256=(sha256_file(folder / lora.WEIGHT_NAME),),
+                  watermark=cfg.trainer.watermark)
+    for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+        save_png(image, args.out / f"{i:02d}-seed{seed}.png", marks=dataclasses.replace(marks, seed=seed))
+    if images:
+        save_grid(images, cols=min(4, len(images)), path=args.out / "grid.png", marks=marks)
+    print(f"prompt: {prompt}\nseeds: {seeds}\nwrote {args.out}")
+    if screened.withheld:
+        print(f"{screened.withheld} image(s) withheld: the safety checker flagged them")
     return 0
 
 
@@ -268,6 +308,21 @@ def cmd_make_tiny_model(args, cfg) -> int:
     out = make_tiny_model(args.dir, seed=args.seed, prediction_type=args.prediction_type)
     print(f"wrote a tiny {args.prediction_type} Stable Diffusion model to {out} "
           "(64 px; set trainer.base_model and trainer.resolution = 64 to use it)")
+    return 0
+
+
+# --- fetch-model -----------------------------------------------------------------------------------
+
+def cmd_fetch_model(args, cfg) -> int:
+    from trainer import fetch
+
+    fetched = fetch.fetch(args.model or fetch.DEFAULT_MODEL, revision=args.revision)
+    total = sum(fetch.size_of(f) for f in fetched)
+    for f in fetched:
+        print(f"{f.repo_id}: {len(f.files)} files in {f.folder}")
+    print(f"fetched {fetch.human_size(total)}. In config.toml, under [trainer]:\n  {fetch.config_line(fetched[0])}")
+    if len(fetched) > 1:
+        print(f"  (the model ships no safety checker: safety_checker = \"auto\" uses {fetched[1].repo_id})")
     return 0
 
 

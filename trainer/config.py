@@ -25,7 +25,7 @@ EVAL_PROMPTS = (
 @dataclass(frozen=True)
 class TrainConfig:
     # what is learned
-    base_model: str = "runwayml/stable-diffusion-v1-5"  # hub id, diffusers folder or single file
+    base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # hub id, diffusers folder or single file
     token: str = "sks"  # rare identifier token bound to the subject (storage picks one per subject)
     class_noun: str = "dog"  # what the subject is; the class prompt keeps the model's prior for it
     preset: str = "balanced"  # the preset these values came from

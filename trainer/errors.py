@@ -13,6 +13,11 @@ class TrainerError(DreambotError):
     """Training or generation could not go on; retrying may help."""
 
 
+class CannotStart(TrainerError):
+    """The worker refuses to run with this configuration (a safety checker or watermark it can't load);
+    restarting it won't help until the setting or the installation changes."""
+
+
 class InputError(TrainerError):
     """The job asked for something that cannot work; retrying the same job would fail the same way."""
 

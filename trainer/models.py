@@ -1,7 +1,9 @@
 """Loading the base Stable Diffusion pipeline, and choosing the device and the frozen weights' dtype.
 
-The base model is a hub id (read from the local cache only: the worker never downloads), a local
-diffusers folder, or a single `.safetensors`/`.ckpt` file. On CUDA the frozen base weights are
+The base model is a hub id (read from the local cache only: the worker never downloads; `dreambot
+fetch-model` fills the cache), a local diffusers folder, or a single `.safetensors`/`.ckpt` file. A
+folder holding only fp16 weights (what fetch-model keeps where a repository has them) loads as the
+fp16 variant. On CUDA the frozen base weights are
 bf16 or fp16 and only the LoRA parameters are fp32; attention runs through PyTorch's SDPA
 (diffusers' default processor). On CPU everything is fp32.
 """
@@ -69,8 +71,33 @@ def source_kind(source: str) -> str:
     raise ModelNotFound(f"base model {source} is neither a local folder or file nor a hub id (owner/name).")
 
 
+def local_folder(source: str) -> Path:
+    """The folder on this machine that holds a folder or hub-id base model (a hub id's cached snapshot)."""
+    kind = source_kind(source)
+    if kind == "folder":
+        return Path(source).expanduser()
+    if kind != "hub":
+        raise ModelNotFound(f"{source} is a single file, not a folder.")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(source, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise ModelNotFound(f"{source} is not in the local Hugging Face cache ({type(exc).__name__}).") from exc
+
+
+def weights_variant(folder: Path) -> str | None:
+    """"fp16" when a model folder holds fp16 safetensors weights and no plain ones (what fetch-model keeps)."""
+    names = [p.name for p in Path(folder).glob("*.safetensors")]
+    if any(n.endswith(".fp16.safetensors") for n in names) and not any(n.count(".") == 1 for n in names):
+        return "fp16"
+    return None
+
+
 def load_pipeline(source: str, runtime: Runtime, *, single_file_config: str | None = None):
-    """The base StableDiffusionPipeline on the runtime's device, frozen, with no safety checker."""
+    """The base StableDiffusionPipeline on the runtime's device, frozen, with no safety checker (images are
+    checked after the pipeline, by trainer.safety)."""
     from diffusers import StableDiffusionPipeline
 
     kind = source_kind(source)
@@ -80,13 +107,14 @@ def load_pipeline(source: str, runtime: Runtime, *, single_file_config: str | No
             pipe = StableDiffusionPipeline.from_single_file(
                 str(Path(source).expanduser()), config=single_file_config, local_files_only=True, **common)
         else:
+            folder = local_folder(source)
             pipe = StableDiffusionPipeline.from_pretrained(
-                str(Path(source).expanduser()) if kind == "folder" else source, local_files_only=True, **common)
-    except OSError as exc:
+                str(folder), local_files_only=True, variant=weights_variant(folder / "unet"), **common)
+    except (OSError, ModelNotFound) as exc:
+        fetch = f"Download it once with `dreambot fetch-model {source}` or set" if kind == "hub" else "Set"
         raise ModelNotFound(
             f"could not load base model {source!r} without the network ({exc.__class__.__name__}: {exc}). "
-            "Download it once (for example `hf download runwayml/stable-diffusion-v1-5`) or set "
-            "trainer.base_model to a local diffusers folder or .safetensors file.") from exc
+            f"{fetch} trainer.base_model to a local diffusers folder or .safetensors file.") from exc
     return prepare_pipeline(pipe, runtime)
 
 

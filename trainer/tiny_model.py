@@ -5,7 +5,9 @@ seconds; `sd15` is the real SD 1.5 architecture (860M-parameter UNet) with rando
 timing on a GPU. Both use the real CLIP tokenizer, built from the BPE merges that open-clip-torch
 ships, so prompts tokenize to the same ids as with a real model. `make_tiny_model` saves the
 normal diffusers layout, which loads through `StableDiffusionPipeline.from_pretrained` exactly
-like a downloaded model.
+like a downloaded model, with `safety_checker/` and `feature_extractor/` as SD 1.x repositories ship
+them: a tiny seeded `StableDiffusionSafetyChecker` whose thresholds let every image pass, so the
+demo and the tests run the real check on every image (tests move a concept onto an image to flag it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import gzip
 import json
 from functools import cache
 from pathlib import Path
+
+from storage import licenses
 
 # The CLIP tokenizer: 256 byte symbols, the same with the end-of-word mark, 48,894 merges, and the
 # two specials, as OpenAI's simple_tokenizer.py builds it.
@@ -137,10 +141,47 @@ def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type:
                                    feature_extractor=None, requires_safety_checker=False)
 
 
+TINY_CHECKER_SIZE = 32  # the tiny checker's input images, in pixels (the real one reads 224)
+
+
+def build_tiny_safety_checker(*, seed: int = 0):
+    """(StableDiffusionSafetyChecker, CLIPImageProcessor): a small seeded CLIP vision tower that flags nothing.
+
+    The checker flags an image when its cosine similarity to a concept embedding exceeds that concept's
+    threshold. The embeddings are seeded random vectors and every threshold is 1.0, which a cosine
+    similarity never exceeds: ordinary images pass, and a test that sets a concept to an image's own
+    embedding with a lower threshold sees that image flagged.
+    """
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    size = TINY_CHECKER_SIZE
+    config = CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                     "vocab_size": CLIP_VOCAB_SIZE, "max_position_embeddings": MAX_TOKENS},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                       "image_size": size, "patch_size": 8},
+        projection_dim=32)
+    torch.manual_seed(seed + 3)
+    checker = StableDiffusionSafetyChecker(config)
+    with torch.no_grad():
+        checker.concept_embeds.copy_(torch.randn_like(checker.concept_embeds))
+        checker.special_care_embeds.copy_(torch.randn_like(checker.special_care_embeds))
+        checker.concept_embeds_weights.fill_(1.0)
+        checker.special_care_embeds_weights.fill_(1.0)
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    return checker.eval(), processor
+
+
 def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
-    """Save a tiny seeded pipeline in the diffusers layout under `out_dir` and return the folder."""
+    """Save a tiny seeded pipeline, with its tiny safety checker, in the diffusers layout under `out_dir`."""
     out = Path(out_dir)
     pipe = build_random_pipeline("tiny", seed=seed, prediction_type=prediction_type)
+    checker, processor = build_tiny_safety_checker(seed=seed)
+    pipe.register_modules(safety_checker=checker, feature_extractor=processor)
+    pipe.register_to_config(requires_safety_checker=True)
     pipe.save_pretrained(out, safe_serialization=True)
     write_clip_tokenizer(out / "tokenizer")  # keep vocab.json + merges.txt beside tokenizer.json
+    licenses.write_test_model_card(out, title="dreambot tiny test model")  # its license, read like a real card's
     return out

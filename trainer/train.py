@@ -11,6 +11,9 @@ Layout under `out_dir` (a job's folder):
                                       adapter/pytorch_lora_weights.safetensors (loadable as is),
                                       kohya.safetensors (the same weights in kohya format)
     grids/step-000100.png             sample grid made at that checkpoint
+
+Each grid's tiles pass the image safety checker (`check_tiles`, from trainer.safety) before the grid
+is saved: under the guild's "block" policy a flagged tile is saved as a plain grey tile.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from storage.provenance import Marks, sha256_file
 from trainer import data, lora
 from trainer.atomic import atomic_dir, atomic_file
 from trainer.config import TrainConfig
@@ -35,6 +40,9 @@ from trainer.errors import InputError, OutOfMemory
 from trainer.generate import render, save_grid
 from trainer.losses import add_noise, diffusion_target, lr_at, min_snr_weights, prior_preservation_loss
 from trainer.models import Runtime
+from trainer.safety import ScreenedTiles
+
+TileChecker = Callable[[Sequence], ScreenedTiles]  # a grid's tiles in, the tiles to save out (trainer.safety)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,9 @@ class Checkpoint:
     grid: Path | None  # sample grid made at this step
     removed: tuple[Path, ...] = ()  # older checkpoint folders deleted to keep the newest K
     final: bool = False
+    grid_nsfw: bool = False  # the grid shows a tile the safety checker flagged (kept: spoiler policy)
+    grid_withheld: int = 0  # flagged tiles saved as plain grey tiles (block policy)
+    grid_flagged: int = 0  # tiles the safety checker flagged, withheld or not
 
 
 class Callbacks:
@@ -110,10 +121,18 @@ def free_memory() -> None:
 
 def train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths: list[Path], class_dir: Path | None,
           out_dir: Path, export_dir: Path, kohya_path: Path, metadata: dict | None = None,
-          callbacks: Callbacks | None = None) -> TrainResult:
-    """Train a LoRA on the photos; on CUDA out-of-memory, retry once with gradient checkpointing and 8-bit AdamW."""
+          callbacks: Callbacks | None = None, check_tiles: TileChecker | None = None,
+          marks: Marks | None = None) -> TrainResult:
+    """Train a LoRA on the photos; on CUDA out-of-memory, retry once with gradient checkpointing and 8-bit AdamW.
+
+    `check_tiles` screens every sample grid's tiles before it is saved (the worker passes the safety
+    checker and the guild's policy); None saves them unchecked, for runs whose grids nobody is shown.
+    `marks` says in each grid's metadata that it is AI-made (storage.provenance), with the hash of the
+    checkpoint's own adapter file.
+    """
     args = dict(instance_paths=instance_paths, class_dir=class_dir, out_dir=out_dir, export_dir=export_dir,
-                kohya_path=kohya_path, metadata=metadata or {}, callbacks=callbacks or Callbacks())
+                kohya_path=kohya_path, metadata=metadata or {}, callbacks=callbacks or Callbacks(),
+                check_tiles=check_tiles, marks=marks)
     try:
         return _train(pipe, runtime, cfg, **args)
     except torch.cuda.OutOfMemoryError:
@@ -139,7 +158,8 @@ def _out_of_memory(cfg: TrainConfig) -> OutOfMemory:
 
 
 def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_dir, out_dir: Path,
-           export_dir: Path, kohya_path: Path, metadata: dict, callbacks: Callbacks) -> TrainResult:
+           export_dir: Path, kohya_path: Path, metadata: dict, callbacks: Callbacks,
+           check_tiles: TileChecker | None, marks: Marks | None) -> TrainResult:
     from diffusers import DDPMScheduler
 
     started = time.perf_counter()
@@ -241,7 +261,8 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
             if checkpoint_now:
                 pipe.unet.eval()
                 result.checkpoints.append(_checkpoint(pipe, optimizer, scaler, generator, cfg, out_dir, done,
-                                                      meta, grid=True, lr=lr, final=done == cfg.steps))
+                                                      meta, grid=True, lr=lr, final=done == cfg.steps,
+                                                      check_tiles=check_tiles, marks=marks))
                 pipe.unet.train()
                 callbacks.on_checkpoint(result.checkpoints[-1])
                 window_start = time.perf_counter()  # the grid's time is not training time
@@ -312,7 +333,8 @@ def checkpoint_dirs(out_dir: Path) -> list[Path]:
 
 
 def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path, step: int, meta: dict, *,
-                grid: bool, lr: float, final: bool = False) -> Checkpoint:
+                grid: bool, lr: float, final: bool = False, check_tiles: TileChecker | None = None,
+                marks: Marks | None = None) -> Checkpoint:
     from safetensors.torch import save_file
 
     root = out_dir / "checkpoints"
@@ -341,12 +363,17 @@ def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: P
     removed = tuple(checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints])
     for old in removed:
         shutil.rmtree(old, ignore_errors=True)
-    grid_path = None
+    grid_path, screened = None, ScreenedTiles([], False, 0)
     if grid:
         images = render(pipe, cfg.sample_prompts(), seeds=cfg.sample_seeds, steps=cfg.sample_steps,
                         guidance=cfg.guidance_scale, resolution=cfg.resolution)
-        grid_path = save_grid(images, cols=len(cfg.sample_seeds), path=out_dir / "grids" / f"{name}.png")
-    return Checkpoint(step, final_dir, final_dir / "adapter", grid_path, removed, final)
+        screened = check_tiles(images) if check_tiles is not None else ScreenedTiles(images, False, 0)
+        if marks is not None:  # the grid was drawn with this checkpoint's adapter: its file's hash says which
+            marks = dataclasses.replace(marks, lora_sha256=(sha256_file(final_dir / "adapter" / lora.WEIGHT_NAME),))
+        grid_path = save_grid(screened.tiles, cols=len(cfg.sample_seeds), path=out_dir / "grids" / f"{name}.png",
+                              marks=marks)
+    return Checkpoint(step, final_dir, final_dir / "adapter", grid_path, removed, final, grid_nsfw=screened.nsfw,
+                      grid_withheld=screened.withheld, grid_flagged=screened.flagged)
 
 
 def _resume(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path) -> int:

@@ -15,11 +15,19 @@ A watcher reads the job every STOP_POLL_SECONDS: a cancel, revoke, ban or /forge
 between steps and generation between images. What the stopped job made is deleted: by
 `lifecycle.job_stopped`, or here when the job's row is gone (a forgotten user). A database that
 stays locked is waited out with a backoff, never fatal.
+
+The image safety checker (trainer.safety) is loaded once, before the first job is claimed; a worker
+that cannot load it refuses to run (CannotStart) unless trainer.safety_checker is "off"; so does one
+with trainer.watermark on and no invisible-watermark package.
+Every generated image and sample-grid tile passes it, and the job's guild policy
+(storage.guilds.nsfw_mode) says what a flagged one becomes: under "block" it is never saved (a grid
+tile turns grey), under "spoiler-in-age-restricted" it is saved and marked for the bot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -30,12 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import artifacts, jobs, lifecycle, subjects
+from storage import artifacts, guilds, jobs, lifecycle, subjects
 from storage import db as storage_db
 from storage.config import StorageConfig, TrainerSettings
 from storage.errors import DreambotError, LeaseLost, StopRequested
 from storage.files import resolve
-from trainer.errors import InputError, OutOfMemory, TrainerError
+from storage.provenance import Marks, sha256_file
+from trainer.errors import CannotStart, InputError, OutOfMemory, TrainerError
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +100,17 @@ class Worker:
         self._pipe = None
         self._pipe_source: str | None = None
         self._images = None
+        self._safety = None  # the loaded trainer.safety.SafetyChecker; None when the setting is "off"
+        self._safety_loaded = False
 
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self, *, until_job: int | None = None, idle_exit: bool = False) -> None:
-        """Poll for jobs until shutdown; with `until_job`, until that job has finished (any final state)."""
+        """Poll for jobs until shutdown; with `until_job`, until that job has finished (any final state).
+
+        CannotStart, before any job is claimed, when the safety checker or the watermark cannot be loaded."""
         self._loop = asyncio.get_running_loop()
+        await self._load_safety()
         async with storage_db.connect(self.storage.database, busy_timeout_ms=self.storage.busy_timeout_ms) as db:
             self.db = db
             log.info("worker %s polling for %s jobs", self.worker_id, ", ".join(self.kinds))
@@ -120,6 +134,27 @@ class Worker:
                     await self._sleep(self.settings.poll_seconds)
                     continue
                 await self._run_job(job)
+
+    async def _load_safety(self) -> None:
+        """Load the image safety checker once, on the device and dtype jobs will use. "auto" looks at the configured
+        base model; a job on another base model (`dreambot train --model`) is checked by the same checker."""
+        from trainer import models, safety
+
+        if self._safety_loaded:
+            return
+        self._runtime = self._runtime or models.pick_runtime(self.settings.device, self.settings.mixed_precision)
+        self._safety = await asyncio.to_thread(safety.load, self.settings.safety_checker, self.settings.base_model,
+                                               self._runtime)
+        self._safety_loaded = True
+        if self._safety is None:
+            log.warning('trainer.safety_checker = "off": generated images and sample grids are not checked')
+        if self.settings.watermark:  # fail now, not at the first image
+            from trainer import watermark
+
+            try:
+                watermark.load()
+            except ImportError as exc:
+                raise CannotStart(str(exc)) from exc
 
     async def _finished(self, job_id: int) -> bool:
         """Whether the job has ended (in any final state, or deleted with a forgotten user)."""
@@ -281,7 +316,7 @@ class Worker:
         if self._pipe is None or self._pipe_source != source:
             self._pipe = self._images = None
             await self._free_memory()
-            self._runtime = models.pick_runtime(self.settings.device, self.settings.mixed_precision)
+            self._runtime = self._runtime or models.pick_runtime(self.settings.device, self.settings.mixed_precision)
             log.info("loading base model %s on %s (%s)", source, self._runtime.device, self._runtime.dtype_name)
             self._pipe = await asyncio.to_thread(models.load_pipeline, source, self._runtime)
             self._pipe_source = source
@@ -292,7 +327,7 @@ class Worker:
 
     async def _train(self, job, flags: _Flags, started: float) -> None:
         from trainer import config as train_config
-        from trainer import train
+        from trainer import lora, safety, train
 
         subject = await self._call(lifecycle.begin_training, job_id=job.id, lease_token=job.lease_token)
         photos = await self._call(subjects.photos, subject.id)
@@ -303,6 +338,7 @@ class Worker:
         self._images.unload_all()  # training needs the plain base model
 
         callbacks = _JobCallbacks(self, job, flags)
+        check_tiles = safety.TileCheck(self._safety, await self._call(guilds.nsfw_mode, job.guild_id))
         # InterruptedError (told to stop while making class images) is handled in _run_job
         class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
         out_dir = self.data_dir / "jobs" / str(job.id)
@@ -312,8 +348,12 @@ class Worker:
             instance_paths=[resolve(self.data_dir, p.path) for p in photos], class_dir=class_dir,
             out_dir=out_dir, export_dir=subject_dir / f"job-{job.id}-adapter",
             kohya_path=subject_dir / f"job-{job.id}-kohya.safetensors",
-            metadata={"photo_sha256": [p.sha256 for p in photos], "subject_id": subject.id, "job_id": job.id},
-            callbacks=callbacks)
+            metadata={"photo_sha256": [p.sha256 for p in photos], "subject_id": subject.id, "job_id": job.id,
+                      # the operator's stated license applies to the model it was stated for
+                      lora.OVERRIDE_KEY: self.settings.model_license if cfg.base_model == self.settings.base_model
+                      else ""},
+            callbacks=callbacks, check_tiles=check_tiles,
+            marks=Marks(base_model=cfg.base_model, watermark=self.settings.watermark))
         if result.stopped:
             await self._stopped(job, flags, started)
             return
@@ -370,6 +410,7 @@ class Worker:
     # --- generation -------------------------------------------------------------------------------
 
     async def _generate(self, job, flags: _Flags, started: float) -> None:
+        from trainer import lora, safety
         from trainer.generate import save_grid, save_png
 
         p = job.params
@@ -388,24 +429,39 @@ class Worker:
             bases.add(art.meta.get("base_model") or self.settings.base_model)
         if len(bases) > 1:
             raise InputError("These subjects were trained on different base models and cannot share a prompt.")
-        await self._base(bases.pop() if bases else self.settings.base_model)
+        base = bases.pop() if bases else self.settings.base_model
+        await self._base(base)
         made = await asyncio.to_thread(
             self._images.generate, p["prompt"], adapters, n=int(p.get("n") or 4), seed=p.get("seed"),
             steps=int(p.get("steps") or self.settings.sample_steps),
             guidance=float(p["guidance"] if p.get("guidance") is not None else self.settings.guidance_scale),
             resolution=self.settings.resolution, should_stop=flags.any)
 
+        # The checker sees the final images; the guild's policy says whether a flagged one is saved at all.
+        screened = safety.screen_images(await asyncio.to_thread(safety.check, self._safety, made.images),
+                                        await self._call(guilds.nsfw_mode, job.guild_id))
+        if screened.withheld:
+            log.info("job %d: the safety checker withheld %d of %d images", job.id, screened.withheld,
+                     len(made.images))
+        images, seeds = [made.images[i] for i in screened.keep], [made.seeds[i] for i in screened.keep]
         out = self.data_dir / "jobs" / str(job.id)
+        rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
         paths = []
-        for i, (image, seed) in enumerate(zip(made.images, made.seeds, strict=True)):
-            path = await asyncio.to_thread(save_png, image, out / "images" / f"{i:02d}-seed{seed}.png")
-            paths.append(path.relative_to(self.data_dir).as_posix())
-        grid_path = await asyncio.to_thread(save_grid, made.images, cols=min(len(made.images), 4),
-                                            path=out / "grid.png")
+        # Each file says it is AI-made: base model, the adapters' hashes and (per image) the seed that remakes it.
+        hashes = tuple([await asyncio.to_thread(sha256_file, folder / lora.WEIGHT_NAME) for _, folder in adapters])
+        marks = Marks(base_model=base, lora_sha256=hashes, watermark=self.settings.watermark)
+        for i, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+            paths.append(rel(await asyncio.to_thread(save_png, image, out / "images" / f"{i:02d}-seed{seed}.png",
+                                                     marks=dataclasses.replace(marks, seed=seed))))
+        grid_path = None
+        if images:  # nothing is left to show when every image was withheld
+            grid_path = rel(await asyncio.to_thread(save_grid, images, cols=min(len(images), 4),
+                                                    path=out / "grid.png", marks=marks))
         await self._call(lifecycle.finish_generation, job_id=job.id, lease_token=job.lease_token, image_paths=paths,
-                         grid_path=grid_path.relative_to(self.data_dir).as_posix(), seeds=made.seeds,
-                         prompt=made.prompt, data_dir=self.data_dir, gpu_seconds=time.monotonic() - started)
-        self._tell("images", {"job_id": job.id, "seeds": made.seeds})
+                         grid_path=grid_path, seeds=seeds, prompt=made.prompt, data_dir=self.data_dir,
+                         gpu_seconds=time.monotonic() - started, flagged=screened.flagged,
+                         withheld=screened.withheld)
+        self._tell("images", {"job_id": job.id, "seeds": seeds, "withheld": screened.withheld})
 
 
 class _JobCallbacks:
@@ -453,12 +509,15 @@ class _JobCallbacks:
                 return
             grid = w._call_from_thread(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
                                        kind="grid", path=rel(checkpoint.grid), data_dir=w.data_dir,
-                                       meta={"step": checkpoint.step})
+                                       meta={"step": checkpoint.step, "nsfw": checkpoint.grid_nsfw,
+                                             "withheld": checkpoint.grid_withheld,
+                                             "flagged": checkpoint.grid_flagged})
         except DreambotError:
             lifecycle.remove_files(w.data_dir, [rel(checkpoint.path)] + ([rel(checkpoint.grid)] if checkpoint.grid
                                                                            else []))
             raise
-        payload = {"job_id": job.id, "step": checkpoint.step, "artifact_id": grid.id, "final": checkpoint.final}
+        payload = {"job_id": job.id, "step": checkpoint.step, "artifact_id": grid.id, "final": checkpoint.final,
+                   "nsfw": checkpoint.grid_nsfw, "withheld": checkpoint.grid_withheld}
         w._call_from_thread(lifecycle.post_event, job_id=job.id, lease_token=job.lease_token, kind="grid",
                             payload=payload)
         w._tell("grid", payload | {"path": str(checkpoint.grid)})

@@ -40,7 +40,7 @@ async def repeat_from_button(interaction: discord.Interaction, *, job_id: int, a
     bot = interaction.client
     queued = await lifecycle.repeat_images(bot.db, job_id=job_id, user_id=interaction.user.id, action=action,
                                            channel_id=interaction.channel_id, queue=bot.storage.queue,
-                                           limits=bot.limits("imagine"),
+                                           limits=bot.limits("imagine"), likeness_rules=bot.storage.likeness,
                                            idempotency_key=f"interaction-{interaction.id}")
     await _reply_queued(interaction, queued, f"{'re-roll' if action == 'reroll' else 'variations'} of #{job_id}")
 
@@ -67,6 +67,7 @@ class Imagine(commands.Cog):
                                          channel_id=interaction.channel_id, prompt=prompt, subject_name=subject,
                                          count=count, seed=seed)
         queued = await lifecycle.queue_images(bot.db, request, queue=bot.storage.queue, limits=bot.limits("imagine"),
+                                              likeness_rules=bot.storage.likeness,
                                               idempotency_key=f"interaction-{interaction.id}")
         await _reply_queued(interaction, queued, prompt)
 

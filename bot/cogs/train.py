@@ -53,8 +53,8 @@ class Train(commands.Cog):
         subject = await lifecycle.create_draft(
             bot.db, owner_id=interaction.user.id, guild_id=interaction.guild_id, channel_id=interaction.channel_id,
             name=name, class_noun=class_noun, preset=preset, photos=found.accepted, data_dir=bot.storage.data_dir,
-            limits=bot.limits("train"))
-        text = consent.text_for(name=subject.name, class_noun=subject.class_noun)
+            limits=bot.limits("train"), likeness_rules=bot.storage.likeness)
+        text = consent.text_for(name=subject.name, class_noun=subject.class_noun, model_license=bot.model_license)
         await interaction.followup.send(render.intake_report(found.lines, text), ephemeral=True,
                                         view=ConsentView(subject.id, interaction.user.id))
 

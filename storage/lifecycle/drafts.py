@@ -12,18 +12,21 @@ from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from storage import consent, files, guilds, jobs, prompts, subjects
-from storage.config import QueueConfig
+from storage import consent, files, guilds, jobs, likeness, prompts, subjects
+from storage.config import LikenessConfig, QueueConfig
 from storage.db import fetch_all, fetch_one, now, transaction
 from storage.errors import (
     ConsentError,
+    PromptRefused,
     SubjectError,
 )
 from storage.subjects import RARE_TOKENS, Subject
 
 if TYPE_CHECKING:
+    from storage.licenses import ModelLicense
     from storage.photos import CleanPhoto
 
+from storage.lifecycle.images import record_refusal
 from storage.lifecycle.limits import (
     _check_storage,
     _check_subject_quota,
@@ -51,13 +54,18 @@ log = logging.getLogger(__name__)
 
 async def create_draft(db: aiosqlite.Connection, *, owner_id: int, guild_id: int | None, channel_id: int | None,
                        name: str, class_noun: str, preset: str | None, photos: Sequence[CleanPhoto], data_dir: Path,
-                       limits: Limits = NO_LIMITS) -> Subject:
+                       limits: Limits = NO_LIMITS, likeness_rules: LikenessConfig | None = None) -> Subject:
     """A draft subject with its photos. Ban, blocklist, preset, cooldown, subject quota and storage cap are
-    checked in the same transaction that writes it, so simultaneous requests can't all pass."""
+    checked in the same transaction that writes it, so simultaneous requests can't all pass. A person's
+    name and class noun reach every prompt made with it: the likeness rules refuse them first (recorded)."""
     name, class_noun = subjects.normalize_name(name), subjects.normalize_class_noun(class_noun)
     preset = check_preset(preset, limits.presets)
     if guild_id is not None:
         prompts.check_subject_words(name=name, class_noun=class_noun, terms=await guilds.blocklist(db, guild_id))
+    refusal = likeness.check_subject(name, class_noun, likeness_rules or LikenessConfig())
+    if refusal is not None:
+        await record_refusal(db, refusal, user_id=owner_id, guild_id=guild_id, subject_id=None, step="train")
+        raise PromptRefused(refusal.message)
     # Blobs first (content-addressed, idempotent), so the transaction only writes rows.
     stored = [(p, *await asyncio.to_thread(files.put_blob, Path(data_dir), p.data, p.suffix)) for p in photos]
     try:
@@ -155,18 +163,24 @@ async def expire_drafts(db: aiosqlite.Connection, *, data_dir: Path, max_age: fl
 # --- consent, review, queueing ----------------------------------------------------------------------
 
 async def confirm(db: aiosqlite.Connection, *, subject_id: int, user_id: int, queue: QueueConfig,
-                  review_required: bool, actor_note: str | None = None) -> Queued:
-    """Record consent to the exact text shown, then queue training (or hold it for review). All or nothing:
-    a ban or a full queue leaves the draft as it was."""
+                  review_required: bool, actor_note: str | None = None,
+                  model_license: ModelLicense | None = None,
+                  likeness_rules: LikenessConfig | None = None) -> Queued:
+    """Record consent to the exact text shown (with the base model's license the caller showed), then queue
+    training (or hold it for review: always for a minor's likeness, whatever the guild's policy). All or
+    nothing: a ban or a full queue leaves the draft as it was."""
     async with transaction(db):
         subject = await _owned_draft(db, subject_id, user_id)
         await ensure_not_banned(db, user_id=user_id, guild_id=subject.guild_id)
-        text = consent.text_for(name=subject.name, class_noun=subject.class_noun)
+        text = consent.text_for(name=subject.name, class_noun=subject.class_noun, model_license=model_license)
         await consent.grant(db, subject_id=subject.id, user_id=user_id, guild_id=subject.guild_id, text=text)
         if actor_note:
             await _audit(db, "consent.local", user_id, subject, {"note": actor_note})
         moved = await _move(db, subject.id, "consented")
-        if review_required:
+        held_because = likeness.review_reason(subject.class_noun, likeness_rules or LikenessConfig())
+        if held_because:
+            await _audit(db, "subject.held", None, subject, {"reason": held_because})
+        if review_required or held_because:
             return Queued(subject=moved, job=None, position=None)
         return await _enqueue_training(db, moved, queue=queue)
 
@@ -187,12 +201,17 @@ async def _enqueue_training(db: aiosqlite.Connection, subject: Subject, *, queue
 
 
 async def queue_training(db: aiosqlite.Connection, *, subject_id: int, queue: QueueConfig, params: dict | None = None,
-                         idempotency_key: str | None = None) -> Queued:
-    """Queue (another) training of a consented subject: after review, a failure, a cancel, or to train again."""
+                         idempotency_key: str | None = None, likeness_rules: LikenessConfig | None = None) -> Queued:
+    """Queue (another) training of a consented subject: after review, a failure, a cancel, or to train again.
+    A minor's likeness still held for review is not queued: only a moderator's approval (`review`) does."""
     async with transaction(db):
         subject = await subjects.get(db, subject_id)
         if subject.state == "draft":
             raise ConsentError(f"{subject.name!r} has no consent yet: confirm it first.")
+        if subject.state == "consented" and likeness.review_reason(subject.class_noun,
+                                                                     likeness_rules or LikenessConfig()):
+            raise SubjectError(f"{subject.name!r} is waiting for a moderator's review, which a minor's likeness "
+                               "always needs; /mod review approves it.")
         return await _enqueue_training(db, subject, queue=queue, params=params, idempotency_key=idempotency_key)
 
 
@@ -224,20 +243,30 @@ async def _guild_subject(db: aiosqlite.Connection, subject_id: int, guild_id: in
 
 async def local_training(db: aiosqlite.Connection, *, owner_id: int, name: str, class_noun: str,
                          photos: Sequence[CleanPhoto], params: dict, idempotency_key: str, consent_given: bool,
-                         queue: QueueConfig, data_dir: Path) -> tuple[Subject, jobs.Job]:
-    """`dreambot train`: find or make the subject, add new photos, record the operator's consent, queue."""
+                         queue: QueueConfig, data_dir: Path,
+                         model_license: ModelLicense | None = None, reviewed_by: str | None = None,
+                         likeness_rules: LikenessConfig | None = None) -> tuple[Subject, jobs.Job]:
+    """`dreambot train`: find or make the subject, add new photos, record the operator's consent, queue.
+    A minor's likeness is trained only when the operator names who reviewed it (`reviewed_by`, recorded)."""
+    rules = likeness_rules or LikenessConfig()
     found = await subjects.find(db, owner_id=owner_id, name=name, guild_id=None)
     if found is not None and found.state not in subjects.LIVE:
         found = None  # an ended subject of that name: train a new one
     if (found is None or found.state == "draft") and not consent_given:
         # Refused before a photo is kept: consent comes first.
         raise ConsentError("Training needs the consent above: pass --consent, or answer yes when asked.")
+    minor = likeness.review_reason(subjects.normalize_class_noun(class_noun), rules)
+    reviewer = " ".join((reviewed_by or "").split())
+    if minor and not reviewer:
+        # Refused before a photo is kept, as a server holds it for a moderator.
+        raise SubjectError(f"Not trained: {minor}. Check the photos and that a parent or guardian consented, then "
+                           "run again with --reviewed-by 'YOUR NAME' to record who reviewed it.")
     if found is not None and found.class_noun != subjects.normalize_class_noun(class_noun):
         raise SubjectError(f"subject {found.name!r} is a {found.class_noun}, not a {class_noun}: use another --name")
     if found is None:
         found = await create_draft(db, owner_id=owner_id, guild_id=None, channel_id=None, name=name,
                                    class_noun=class_noun, preset=params.get("preset"), photos=photos,
-                                   data_dir=data_dir)
+                                   data_dir=data_dir, likeness_rules=rules)
     else:
         have = {p.sha256 for p in await subjects.photos(db, found.id)}
         for photo in photos:
@@ -248,9 +277,13 @@ async def local_training(db: aiosqlite.Connection, *, owner_id: int, name: str, 
                 have.add(sha)
     if found.state == "draft":
         await confirm(db, subject_id=found.id, user_id=owner_id, queue=queue, review_required=True,
-                      actor_note="the local operator, at the command line")
+                      actor_note="the local operator, at the command line", model_license=model_license,
+                      likeness_rules=rules)
         found = await subjects.get(db, found.id)
     async with transaction(db):
+        if minor:
+            await _audit(db, "subject.approved", owner_id, found, {"reviewed_by": reviewer, "reason": minor,
+                                                                    "note": "at the command line"})
         queued = await _enqueue_training(db, found, queue=queue, params=params, idempotency_key=idempotency_key)
         job = queued.job
     if job.state in ("failed", "dead", "cancelled"):

@@ -59,6 +59,21 @@ def test_a_crashing_worker_is_restarted_with_growing_delays(caplog):
     assert supervisor.restarts == 7 and "exited with code 3" in caplog.text
 
 
+def test_a_worker_refusing_its_configuration_is_not_restarted(caplog):
+    """A worker that exits with EXIT_CONFIG (its safety checker cannot load, say) is left stopped, with one line."""
+    from storage.config import EXIT_CONFIG
+
+    fake = FakeTime(stop_after=8)
+    supervisor = cli.WorkerSupervisor([sys.executable, "-c", f"raise SystemExit({EXIT_CONFIG})"],
+                                      clock=fake.clock, sleep=fake.sleep)
+    with caplog.at_level(logging.ERROR, logger="bot.cli"):
+        supervisor.run()
+    assert fake.delays == [] and supervisor.restarts == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "the worker refused to start until its configuration changes (its message is above); it is not "
+        "restarted: fix config.toml, then restart `dreambot run` or start `dreambot worker`"]
+
+
 def test_a_minute_of_healthy_running_resets_the_delay():
     """A worker that ran a minute before it died is restarted after the first delay again."""
     fake = FakeTime(ran=61.0, stop_after=3)

@@ -69,3 +69,12 @@ def test_missing_token_says_what_to_do(monkeypatch):
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     with pytest.raises(ConfigError, match="export the bot token"):
         discord_token()
+
+
+def test_a_list_setting_is_read_from_toml_and_from_a_comma_separated_variable(tmp_path):
+    """[storage.likeness] lists come from TOML arrays; the environment gives them comma-separated."""
+    path = tmp_path / "config.toml"
+    path.write_text('[storage.likeness]\nperson_nouns = ["Person", "robot"]\n')
+    cfg = load(path, env={"DREAMBOT_STORAGE_LIKENESS_REFUSED_TERMS": "gore, blood ,"})
+    assert cfg.storage.likeness.person_nouns == ("person", "robot")
+    assert cfg.storage.likeness.refused_terms == ("gore", "blood")

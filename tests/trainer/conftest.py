@@ -98,3 +98,24 @@ async def add_subject(db, app_cfg: Config, photo_paths: list[Path], *, name: str
     queued = await lifecycle.confirm(db, subject_id=subject.id, user_id=owner_id, queue=app_cfg.storage.queue,
                                      review_required=True)
     return queued.subject
+
+
+def write_checker(folder: Path, *, threshold: float) -> Path:
+    """A standalone tiny safety checker folder (laid out as CompVis/stable-diffusion-safety-checker is) whose every
+    concept threshold is `threshold`: -1.0 flags every image, since a cosine similarity is never below -1."""
+    import torch
+
+    from trainer.tiny_model import build_tiny_safety_checker
+
+    checker, processor = build_tiny_safety_checker()
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(threshold)
+    checker.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def flags_everything(tmp_path_factory) -> Path:
+    """A safety checker folder that flags every image (for trainer.safety_checker)."""
+    return write_checker(tmp_path_factory.mktemp("checkers") / "flags-everything", threshold=-1.0)

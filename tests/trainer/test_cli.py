@@ -79,6 +79,19 @@ async def test_train_without_consent_keeps_no_photos(photo_paths, tmp_path):
     assert not list(data_dir.glob("blobs/*/*"))
 
 
+async def test_training_a_child_from_the_command_line_needs_a_named_reviewer(photo_paths, tmp_path):
+    """`dreambot train` of a class noun that names a minor refuses without --reviewed-by and keeps nothing."""
+    data_dir = tmp_path / "data"
+    cmd = [sys.executable, "-m", "cli.main", "train", "--name", "lily", "--class-noun", "little girl", "--consent",
+           *map(str, photo_paths)]
+    run = subprocess.run(cmd, cwd=ROOT, env=_env("no-model-is-loaded", data_dir), stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "--reviewed-by" in run.stderr and "Traceback" not in run.stderr
+    async with database.connect(data_dir / "dreambot.sqlite3") as db:
+        assert await jobs.list_jobs(db) == []
+        assert await subjects.list_for_owner(db, LOCAL_USER_ID) == []
+
+
 REX = Subject(id=1, owner_id=LOCAL_USER_ID, guild_id=None, name="rex", token="sks", class_noun="dog", state="trained",
               adapter_artifact_id=1, created_at=0.0, updated_at=0.0)
 
@@ -93,3 +106,25 @@ def test_subject_names_become_trained_words(prompt, expected):
     """As in the bot (storage.prompts.expand): the name (whole word, any case) or {subject} becomes the token and
     class, with "a photo of" in front when the prompt starts with it; a prompt naming it not at all gets it."""
     assert substitute(prompt, REX) == expected
+
+
+def test_imagine_from_an_adapter_folder_withholds_flagged_images(pipe, train_cfg, photo_paths, tmp_path,
+                                                                 tiny_model, flags_everything, capsys):
+    """`dreambot imagine --subject DIR` checks its images as the worker does: flagged ones are not written."""
+    import dataclasses
+
+    from tests.trainer.conftest import make_app_cfg
+    from trainer import train
+    from trainer.cli import build_parser
+    from trainer.models import pick_runtime
+
+    cfg = dataclasses.replace(train_cfg, steps=1, checkpoint_every=1, class_images=0)
+    train.train(pipe, pick_runtime("cpu"), cfg, instance_paths=photo_paths[:1], class_dir=None,
+                out_dir=tmp_path / "job", export_dir=tmp_path / "adapter", kohya_path=tmp_path / "kohya.safetensors")
+    app = make_app_cfg(tiny_model, tmp_path / "data")
+    app = dataclasses.replace(app, trainer=dataclasses.replace(app.trainer, safety_checker=str(flags_everything)))
+    args = build_parser().parse_args(["imagine", "rex in space", "--subject", str(tmp_path / "adapter"), "--n", "2",
+                                      "--steps", "1", "--out", str(tmp_path / "out")])
+    assert args.func(args, app) == 0
+    assert "2 image(s) withheld" in capsys.readouterr().out
+    assert not list((tmp_path / "out").glob("*.png"))

@@ -43,3 +43,30 @@ def test_fingerprint_is_stable_and_content_based(tiny_model, tmp_path):
 def test_cpu_runtime_is_fp32():
     """On CPU the base weights stay fp32 whatever mixed_precision says."""
     assert models.pick_runtime("cpu", "bf16").dtype_name == "float32"
+
+
+def test_a_folder_of_fp16_weights_loads_as_the_fp16_variant(tmp_path):
+    """What fetch-model keeps (fp16 safetensors only) loads, cast to the runtime's dtype."""
+    import torch
+
+    from trainer.tiny_model import build_random_pipeline
+
+    build_random_pipeline("tiny").save_pretrained(tmp_path / "m", variant="fp16")
+    assert models.weights_variant(tmp_path / "m" / "unet") == "fp16"
+    pipe = models.load_pipeline(str(tmp_path / "m"), models.pick_runtime("cpu"))
+    assert pipe.unet.dtype == torch.float32
+
+
+def test_a_cached_hub_id_loads_from_its_snapshot(tiny_model, tmp_path, monkeypatch):
+    """A hub id is read from the local Hugging Face cache's snapshot for its main revision."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    repo = tmp_path / "cache" / "models--someone--tiny"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    shutil.copytree(tiny_model, repo / "snapshots" / ("0" * 40))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert models.local_folder("someone/tiny") == repo / "snapshots" / ("0" * 40)
+    assert models.load_pipeline("someone/tiny", models.pick_runtime("cpu")).unet.config.sample_size == 8

@@ -37,8 +37,21 @@ def test_tiny_model_loads_with_from_pretrained(tiny_model):
     assert pipe.unet.config.sample_size == 8 and pipe.unet.config.cross_attention_dim == 32
     assert pipe.text_encoder.config.vocab_size == CLIP_VOCAB_SIZE
     assert pipe.vae_scale_factor == 8
-    assert pipe.safety_checker is None
     assert pipe.tokenizer("a photo of a dog").input_ids[1:-1] == [320, 1125, 539, 320, 1929]
+
+
+def test_tiny_model_ships_a_safety_checker_as_sd_repositories_do(tiny_model):
+    """model_index.json names safety_checker/ and feature_extractor/, and the pipeline loads the real classes."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+
+    index = json.loads((tiny_model / "model_index.json").read_text())
+    assert index["safety_checker"] == ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    assert index["feature_extractor"] == ["transformers", "CLIPImageProcessor"]
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_model, dtype=torch.float32)
+    assert isinstance(pipe.safety_checker, StableDiffusionSafetyChecker)
+    assert pipe.feature_extractor.crop_size == {"height": 32, "width": 32}
 
 
 def test_v_prediction_option_sets_the_scheduler(tmp_path):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from storage import artifacts, audit, jobs, lifecycle, outbox, subjects, usage
+from storage import artifacts, audit, guilds, jobs, lifecycle, outbox, provenance, subjects, usage
 from storage import db as storage_db
 from tests.trainer.conftest import add_subject, make_app_cfg
+from trainer.safety import SafetyCheckerUnavailable
 from trainer.worker import Worker
 
 
@@ -87,11 +89,11 @@ async def test_class_images_are_reused_by_a_second_job(trained, db_of):
                [e.payload["message"] for e in await _events(db_of, first) if e.kind == "progress"])
 
 
-async def _generate(db, cfg, subject_ids, prompt="a photo of sks dog", n=2, seed=7):
+async def _generate(db, cfg, subject_ids, prompt="a photo of sks dog", n=2, seed=7, guild_id=None):
     # Straight into the queue, as the lifecycle would after its checks: the prompt is the worker's words.
     job = await jobs.enqueue(db, kind="generate", user_id=1, params={
         "prompt": prompt, "subject_ids": subject_ids, "n": n, "seed": seed, "steps": 2, "guidance": None},
-        cfg=cfg.storage.queue, subject_id=subject_ids[0])
+        cfg=cfg.storage.queue, subject_id=subject_ids[0], guild_id=guild_id)
     await Worker(cfg.trainer, cfg.storage).run(until_job=job.id)
     return await jobs.get(db, job.id)
 
@@ -240,3 +242,143 @@ async def test_a_locked_database_is_waited_out(app_cfg, monkeypatch):
     worker = Worker(cfg.trainer, cfg.storage)
     await asyncio.wait_for(worker.run(idle_exit=True), timeout=30)  # returns once the queue is seen empty
     holder.close()
+
+
+# --- the safety checker -----------------------------------------------------------------------------
+
+def with_checker(cfg, setting: str):
+    return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, safety_checker=setting))
+
+
+async def test_flagged_images_are_never_saved_under_block(trained, db_of, flags_everything):
+    """Under the default policy a flagged image is not stored at all; the job succeeds and says how many were
+    withheld, with no grid left to show."""
+    cfg, first, _ = trained
+    job = await _generate(db_of, with_checker(cfg, str(flags_everything)), [(await jobs.get(db_of, first)).subject_id])
+    assert job.state == "succeeded", job.error
+    event = (await _events(db_of, job.id))[-1]
+    assert event.kind == "images" and event.payload["withheld"] == 2
+    assert event.payload["image_artifact_ids"] == [] and event.payload["grid_artifact_id"] is None
+    assert await artifacts.for_job(db_of, job.id) == []
+    assert not list((Path(cfg.storage.data_dir) / "jobs" / str(job.id)).rglob("*.png"))
+
+
+async def test_flagged_images_are_kept_marked_under_spoiler(trained, db_of, flags_everything):
+    """Under "spoiler-in-age-restricted" flagged images and their grid are stored with meta nsfw, none withheld."""
+    cfg, first, _ = trained
+    await guilds.set_policy(db_of, guild_id=55, by=9, nsfw="spoiler-in-age-restricted")
+    job = await _generate(db_of, with_checker(cfg, str(flags_everything)),
+                          [(await jobs.get(db_of, first)).subject_id], guild_id=55)
+    event = (await _events(db_of, job.id))[-1]
+    assert event.payload["withheld"] == 0 and len(event.payload["image_artifact_ids"]) == 2
+    made = [await artifacts.get(db_of, i) for i in [*event.payload["image_artifact_ids"],
+                                                     event.payload["grid_artifact_id"]]]
+    assert [a.meta.get("nsfw") for a in made] == [True, True, True]
+
+
+async def test_unflagged_images_are_stored_unmarked(trained, db_of):
+    """The tiny model's own checker passes its images: all are stored, none marked, none withheld."""
+    cfg, first, _ = trained
+    job = await _generate(db_of, cfg, [(await jobs.get(db_of, first)).subject_id])
+    event = (await _events(db_of, job.id))[-1]
+    assert event.payload["withheld"] == 0 and len(event.payload["image_artifact_ids"]) == 2
+    stored = [await artifacts.get(db_of, i) for i in event.payload["image_artifact_ids"]]
+    assert not any(a.meta.get("nsfw") for a in stored)
+
+
+async def test_flagged_grid_tiles_are_greyed_under_block(tiny_model, photo_paths, tmp_path, flags_everything):
+    """A training whose sample tiles are all flagged saves grids of plain grey tiles, each recorded (and
+    announced) with how many tiles it withheld."""
+    from PIL import Image
+
+    cfg = with_checker(make_app_cfg(tiny_model, tmp_path / "data"), str(flags_everything))
+    async with storage_db.connect(cfg.storage.database) as db:
+        job = await _train(db, cfg, await add_subject(db, cfg, photo_paths[:1]))
+        assert job.state == "succeeded", job.error
+        grids = await artifacts.for_job(db, job.id, "grid")
+        events = [e.payload for e in await _events(db, job.id) if e.kind == "grid"]
+    assert len(grids) == 2 and len(events) == 2
+    for grid, event in zip(grids, events, strict=True):
+        image = Image.open(Path(cfg.storage.data_dir) / grid.path).convert("RGB")
+        tiles = (image.width // 64) * (image.height // 64)
+        assert image.getcolors() == [(image.width * image.height, (128, 128, 128))]
+        assert grid.meta == {"step": event["step"], "nsfw": False, "withheld": tiles, "flagged": tiles}
+        assert (event["nsfw"], event["withheld"]) == (False, tiles)
+
+
+async def test_worker_refuses_to_start_without_its_checker(app_cfg, photo_paths, tmp_path):
+    """A checker that cannot be loaded stops the worker before it claims anything: the job stays queued."""
+    cfg = with_checker(app_cfg, str(tmp_path / "no-such-checker"))
+    async with storage_db.connect(cfg.storage.database) as db:
+        subject = await add_subject(db, cfg, photo_paths[:1])
+        job = (await lifecycle.queue_training(db, subject_id=subject.id, queue=cfg.storage.queue)).job
+        with pytest.raises(SafetyCheckerUnavailable, match="dreambot fetch-model"):
+            await Worker(cfg.trainer, cfg.storage).run(idle_exit=True)
+        job = await jobs.get(db, job.id)
+    assert job.state == "queued" and job.attempts == 0
+
+
+def test_worker_command_exits_with_the_configuration_code(app_cfg, tmp_path, capsys):
+    """`dreambot worker` without a loadable checker prints why and exits EXIT_CONFIG, which `dreambot run` does
+    not restart."""
+    from storage.config import EXIT_CONFIG
+    from trainer.cli import build_parser
+
+    args = build_parser().parse_args(["worker"])
+    assert args.func(args, with_checker(app_cfg, str(tmp_path / "no-such-checker"))) == EXIT_CONFIG
+    assert 'trainer.safety_checker = "off"' in capsys.readouterr().err
+
+
+async def test_off_runs_unchecked_and_says_so(trained, db_of, caplog):
+    """With trainer.safety_checker = "off" the worker runs, warns once in its log, and withholds nothing."""
+    import logging
+
+    cfg, first, _ = trained
+    with caplog.at_level(logging.WARNING, logger="trainer.worker"):
+        job = await _generate(db_of, with_checker(cfg, "off"), [(await jobs.get(db_of, first)).subject_id])
+    assert job.state == "succeeded" and (await _events(db_of, job.id))[-1].payload["withheld"] == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        'trainer.safety_checker = "off": generated images and sample grids are not checked') == 1
+
+
+async def test_generated_images_say_they_are_ai_made(trained, db_of):
+    """Each stored image records the AI source type, the base model, the adapter's file hash and its own seed."""
+    cfg, first, _ = trained
+    subject = await subjects.get(db_of, (await jobs.get(db_of, first)).subject_id)
+    adapter = await artifacts.get(db_of, subject.adapter_artifact_id)
+    weights = Path(cfg.storage.data_dir) / adapter.path / "pytorch_lora_weights.safetensors"
+    job = await _generate(db_of, cfg, [subject.id], seed=11)
+    event = (await _events(db_of, job.id))[-1]
+    reports = [provenance.read(Path(cfg.storage.data_dir) / (await artifacts.get(db_of, i)).path)
+               for i in [*event.payload["image_artifact_ids"], event.payload["grid_artifact_id"]]]
+    assert all(r.ai_generated for r in reports)
+    assert {r.base_model for r in reports} == {provenance.public_model_name(cfg.trainer.base_model)}
+    assert all(r.lora_sha256 == (provenance.sha256_file(weights),) for r in reports)
+    assert [r.seed for r in reports] == [11, 12, None]  # the grid has no single seed
+
+
+async def test_sample_grids_say_they_are_ai_made(trained, db_of):
+    """A training's sample grid records the AI source type and the hash of its checkpoint's adapter."""
+    cfg, job_id, _ = trained
+    grids = [e.payload["artifact_id"] for e in await _events(db_of, job_id) if e.kind == "grid"]
+    report = provenance.read(Path(cfg.storage.data_dir) / (await artifacts.get(db_of, grids[0])).path)
+    assert report.ai_generated and len(report.lora_sha256) == 1 and report.seed is None
+
+
+async def test_the_operators_stated_license_is_written_into_the_lora(app_cfg, photo_paths):
+    """trainer.model_license reaches the exported kohya file's metadata (modelspec.license)."""
+    from safetensors import safe_open
+
+    from trainer import lora
+
+    cfg = dataclasses.replace(app_cfg, trainer=dataclasses.replace(app_cfg.trainer,
+                                                                     model_license="apache-2.0"))
+    async with storage_db.connect(cfg.storage.database) as db:
+        subject = await add_subject(db, cfg, photo_paths, name="rex")
+        job = await _train(db, cfg, subject)
+        assert job.state == "succeeded", job.error
+        done = [e for e in await _events(db, job.id) if e.kind == "train_done"][-1].payload
+        kohya = await artifacts.get(db, done["kohya_artifact_id"])
+    with safe_open(str(Path(cfg.storage.data_dir) / kohya.path), framework="pt") as f:
+        assert f.metadata()["modelspec.license"] == "apache-2.0"
+    assert lora.read_license(Path(cfg.storage.data_dir) / kohya.path)["license"] == "apache-2.0"

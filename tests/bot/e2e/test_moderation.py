@@ -22,7 +22,7 @@ async def held_subject(emu, world, dreambot, three_photos):
     await guilds.set_policy(dreambot.db, guild_id=world.guild.id, by=world.mod.id, review_required=True)
     record = await start_train(emu, world, three_photos)
     click = await emu.click(record.original, consent_button(record), world.alice)
-    await click.wait_for_text("a moderator will look at it first", timeout=10)
+    await click.wait_for_text("a moderator will look at it before training", timeout=10)
     return await subjects.find(dreambot.db, owner_id=world.alice.id, name="rex")
 
 
