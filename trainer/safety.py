@@ -23,13 +23,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from storage.guilds import NSFW_MODES
 from trainer.errors import CannotStart, ModelNotFound
 
 log = logging.getLogger(__name__)
 
 STANDARD = "CompVis/stable-diffusion-safety-checker"  # what SD 1.x pipelines ship, also on its own
 AUTO, OFF = "auto", "off"
-BLOCK, SPOILER = "block", "spoiler-in-age-restricted"  # storage.guilds' nsfw policies
+BLOCK, SPOILER = NSFW_MODES  # the guild's nsfw policies, owned by storage.guilds
 CHECK_BATCH = 8  # images per checker forward pass
 GREY = (128, 128, 128)  # what a withheld grid tile becomes
 
