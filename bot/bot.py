@@ -18,6 +18,7 @@ from bot.error_handler import on_tree_error
 from storage import deliveries, guilds, lifecycle, retention, subjects
 from storage.config import BotSettings, StorageConfig
 from storage.licenses import ModelLicense
+from storage.model_families import UnsupportedModel
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class DreamBot(commands.Bot):
     def __init__(self, *, db: aiosqlite.Connection, settings: BotSettings, storage: StorageConfig,
                  sync_commands: bool = True, poll_seconds: float = 1.0, presets: Collection[str] | None = None,
                  safety_checker_off: bool = False, model_license: ModelLicense | None = None,
-                 **client_options) -> None:
+                 model_refusal: UnsupportedModel | None = None, **client_options) -> None:
         endpoints.use(settings.api_base, settings.gateway_url)
         # discord.py's DEBUG records carry whole gateway payloads and request URLs: interaction
         # tokens, webhook tokens and signed attachment URLs. They never reach our logs, even with -v.
@@ -50,6 +51,7 @@ class DreamBot(commands.Bot):
         self.presets = tuple(presets) if presets is not None else None  # [trainer] presets, checked at /train
         self.safety_checker_off = safety_checker_off  # [trainer] safety_checker = "off": /mod policy says so
         self.model_license = model_license  # the base model's, resolved once at start-up: /train and /subjects show it
+        self.model_refusal = model_refusal  # an unsupported base model's UnsupportedModel: /train refuses with it
         self.deliverer = Deliverer(self, poll_seconds=poll_seconds)
         self._tasks: list[asyncio.Task] = []
 

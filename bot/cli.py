@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from storage import licenses
+from storage import licenses, model_families
 from storage.config import EXIT_CONFIG, BotSettings, Config, StorageConfig, discord_token
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     try:
         asyncio.run(run_bot(cfg.bot, cfg.storage, token, presets=tuple(cfg.trainer.presets),
                             safety_checker_off=cfg.trainer.safety_checker == "off",
-                            model_license=model_license(cfg.trainer.base_model, cfg.trainer.model_license)))
+                            model_license=model_license(cfg.trainer.base_model, cfg.trainer.model_license),
+                            model_refusal=model_refusal(cfg.trainer.base_model)))
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -68,6 +69,21 @@ def model_license(base_model: str, override: str = "") -> licenses.ModelLicense:
     if not found.known:
         log.warning("%s", found.operator_message())
     return found
+
+
+def model_refusal(base_model: str) -> model_families.UnsupportedModel | None:
+    """Why /train must refuse every subject: the base model is of a family dreambot does not train. Checked once,
+    where the model is readable on the bot's machine; the worker checks again when it loads it."""
+    try:
+        found = model_families.detect(base_model)
+    except model_families.UnsupportedModel as exc:
+        log.error("trainer.base_model %s: %s /train refuses until it changes.", base_model, exc)
+        return exc
+    except model_families.ModelNotReadable as exc:
+        log.info("the base model's family is checked by the worker (%s)", exc)
+        return None
+    log.info("base model %s: %s", base_model, found.label)
+    return None
 
 
 async def run_bot(settings: BotSettings, storage: StorageConfig, token: str, *, stop: asyncio.Event | None = None,

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import checks, photos_intake, render
 from bot.consent_view import ConsentView
 from storage import consent, intake, lifecycle, subjects
+from storage.model_families import UnsupportedModel
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Train(commands.Cog):
         subjects.normalize_name(name)
         subjects.normalize_class_noun(class_noun)
         lifecycle.check_preset(preset, bot.presets)
+        if bot.model_refusal is not None:  # an SD3, Flux, refiner or inpainting base model: no subject can train
+            raise UnsupportedModel(bot.model_refusal.what)
         uploads = await photos_intake.download(attachments, limits)
         found = await asyncio.to_thread(intake.inspect, uploads, limits)
         if found.refused:

@@ -70,7 +70,8 @@ def cached_folder(train_config_json: str, pipe, data_dir: Path) -> Path | None:
     cfg = TrainConfig.from_json(train_config_json)
     if not cfg.prior_preservation:
         return None
-    key = data.class_cache_key(model=models.fingerprint(cfg.base_model), prompt=cfg.class_prompt,
+    model = models.fingerprint(cfg.base_model, dtype=pipe.unet.dtype, cache_path=models.weight_hash_cache(data_dir))
+    key = data.class_cache_key(model=model, prompt=cfg.class_prompt,
                                resolution=cfg.resolution, steps=cfg.sample_steps, guidance=cfg.guidance_scale,
                                count=cfg.class_images, sampler=type(pipe.scheduler).__name__)
     folder = Path(data_dir) / "class_images" / key
