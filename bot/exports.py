@@ -11,7 +11,7 @@ from storage.errors import SubjectError
 from storage.subjects import Subject
 
 DIFFUSERS_NAME = "pytorch_lora_weights.safetensors"  # the trainer's file name inside an adapter folder
-CHECKPOINT_KOHYA = "kohya.safetensors"  # a checkpoint's kohya copy, beside its adapter/ (trainer/train.py)
+CHECKPOINT_KOHYA = "kohya.safetensors"  # a checkpoint's kohya copy, beside its adapter/ (trainer/checkpoints.py)
 FORMATS = ("diffusers", "kohya")
 
 

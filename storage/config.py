@@ -28,12 +28,18 @@ class ConfigError(ValueError):
 EXIT_CONFIG = 78  # sysexits' EX_CONFIG: a process refused to run until its configuration changes (no restart helps)
 
 
-def _rule(lo=None, hi=None, choices=None):
-    return {"lo": lo, "hi": hi, "choices": choices}
+def _rule(lo=None, hi=None, choices=None, help=""):
+    return {"lo": lo, "hi": hi, "choices": choices, "help": help}
 
 
-def setting(default, *, lo=None, hi=None, choices=None):
-    return field(default=default, metadata=_rule(lo, hi, choices))
+def setting(default, *, lo=None, hi=None, choices=None, help=""):
+    """A config field: its default, its allowed range or choices, and `help`, the comment config.toml repeats."""
+    return field(default=default, metadata=_rule(lo, hi, choices, help))
+
+
+def help_text(cls, name: str) -> str:
+    """The help a setting was declared with (tests check config.toml's comment against it)."""
+    return next(f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -114,38 +120,100 @@ class StorageConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    steps: int = setting(800, lo=1)
-    learning_rate: float = setting(1e-4, lo=0.0, hi=1.0)
-    rank: int = setting(16, lo=1, hi=512)
-    alpha: float = setting(16.0, lo=0.0)
-    train_text_encoder: bool = setting(False)
+    steps: int = setting(800, lo=1, help="optimizer steps")
+    learning_rate: float = setting(1e-4, lo=0.0, hi=1.0, help="peak AdamW learning rate")
+    rank: int = setting(16, lo=1, hi=512, help="LoRA rank")
+    alpha: float = setting(16.0, lo=0.0, help="LoRA alpha (scale = alpha / rank)")
+    train_text_encoder: bool = setting(False, help="also train a LoRA on the text encoder")
+
+
+# Presets for SDXL base (1024 px): the diffusers SDXL DreamBooth LoRA example trains 500 steps at 1e-4; its larger
+# UNet takes fewer steps than SD 1.x for the same likeness.
+SDXL_PRESETS = {
+    "quick": Preset(steps=300, learning_rate=1e-4, rank=8, alpha=8.0, train_text_encoder=False),
+    "balanced": Preset(steps=500, learning_rate=1e-4, rank=16, alpha=16.0, train_text_encoder=False),
+    "faces": Preset(steps=800, learning_rate=5e-5, rank=32, alpha=32.0, train_text_encoder=True),
+}
 
 
 @dataclass(frozen=True)
+class FamilySettings:
+    resolution: int = setting(512, lo=32, hi=2048, help="training and generation resolution in pixels")
+    presets: dict[str, Preset] = field(default_factory=dict)  # replace [trainer.presets] of the same name
+
+
+def _families() -> dict[str, FamilySettings]:
+    return {"sd1": FamilySettings(512), "sd2": FamilySettings(768),
+            "sdxl": FamilySettings(1024, presets=dict(SDXL_PRESETS))}
+
+
+# Each trainer setting is declared here once: its default, its rule and its help, which is config.toml's comment
+# (tests/storage/test_config.py fails when they differ). trainer.config.TrainConfig takes the values by name.
+@dataclass(frozen=True)
 class TrainerSettings:
-    base_model: str = setting("stable-diffusion-v1-5/stable-diffusion-v1-5")
-    # the image safety checker: "auto" (the base model's own, else CompVis/stable-diffusion-safety-checker),
-    # a hub id or local folder, or "off" (the worker refuses to run when it cannot load one that is not off)
-    safety_checker: str = setting("auto")
-    model_license: str = setting("")  # the base model's license id (and link); empty: read from its card
-    device: str = setting("auto", choices=("auto", "cuda", "cpu"))
-    mixed_precision: str = setting("bf16", choices=("bf16", "fp16", "no"))
-    resolution: int = setting(512, lo=32, hi=2048)
-    default_preset: str = setting("balanced")
-    class_images: int = setting(100, lo=0)
-    prior_loss_weight: float = setting(1.0, lo=0.0)
-    checkpoint_every: int = setting(100, lo=1)
-    keep_checkpoints: int = setting(3, lo=1)
-    sample_steps: int = setting(25, lo=1)
-    guidance_scale: float = setting(7.5, lo=0.0)
-    poll_seconds: float = setting(2.0, lo=0.0)
-    adapter_cache: int = setting(4, lo=1)
-    compile_unet: bool = setting(False)
-    learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0)
-    batch_size: int = setting(1, lo=1, hi=64)
-    noise_offset: float = setting(0.0, lo=0.0, hi=1.0)
-    watermark: bool = setting(False)  # also embed an invisible watermark in every image (trainer/watermark.py)
+    base_model: str = setting("stable-diffusion-v1-5/stable-diffusion-v1-5", help=(
+        "hub id (read from the local cache: `dreambot fetch-model` downloads it), local diffusers folder or "
+        "single-file .safetensors"))
+    safety_checker: str = setting("auto", help=(
+        "image safety checker every image and sample grid passes before it is posted: \"auto\" (the base model's "
+        "own safety_checker/, else CompVis/stable-diffusion-safety-checker from the local cache, which `dreambot "
+        "fetch-model` downloads), a hub id or local folder, or \"off\". The worker refuses to start when it cannot "
+        "load it; \"off\" runs unchecked and /mod policy says so"))
+    model_license: str = setting("", help=(
+        "the base model's license id, optionally followed by its link (\"my-license https://...\"); empty: read "
+        "from the model card or file, or known for SD 1.x/2.x/XL. Shown to users at /train and /subjects and "
+        "written into exported LoRAs"))
+    device: str = setting("auto", choices=("auto", "cuda", "cpu"), help="auto, cuda or cpu")
+    mixed_precision: str = setting("bf16", choices=("bf16", "fp16", "no"), help=(
+        "on CUDA: bf16 or fp16 base weights (LoRA parameters stay fp32); CPU always uses fp32"))
+    resolution: int = setting(0, lo=0, hi=2048, help=(
+        "training and generation resolution in pixels; 0: the base model family's ([trainer.families]: SD 1.x 512, "
+        "SD 2.x 768, SDXL 1024)"))
+    default_preset: str = setting("balanced", help="preset used when a user names none")
+    class_images: int = setting(100, lo=0, help="class images generated for prior preservation")
+    prior_loss_weight: float = setting(1.0, lo=0.0, help="weight of the prior-preservation loss")
+    checkpoint_every: int = setting(100, lo=1, help="steps between checkpoints and sample grids")
+    keep_checkpoints: int = setting(3, lo=1, help="checkpoints kept on disk per job")
+    sample_steps: int = setting(25, lo=1, help="sampler steps for sample grids and class images")
+    guidance_scale: float = setting(7.5, lo=0.0, help="classifier-free guidance for samples and generation")
+    grid_images: int = setting(10, lo=1, hi=100, help=(
+        "images in each checkpoint's sample grid: one column per seed (2), one row per prompt (the instance "
+        "prompt, then 4 evaluation prompts), rounded down to whole rows"))
+    grid_steps: int = setting(0, lo=0, hi=200, help="sampler steps for sample grids; 0: sample_steps")
+    grid_resolution: int = setting(0, lo=0, hi=2048, help=(
+        "size of each sample-grid image in pixels; 0: the training resolution"))
+    poll_seconds: float = setting(2.0, lo=0.0, help="how often an idle worker looks for work")
+    adapter_cache: int = setting(4, lo=1, help="adapters kept loaded in a generating worker (LRU)")
+    compile_unet: bool = setting(False, help=(
+        "torch.compile the UNet for training: the first step compiles (about a minute), later steps run faster"))
+    learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0, help=(
+        "multiplies every preset's learning rate; presets are tuned per family, a base model of another size may "
+        "need another step"))
+    batch_size: int = setting(1, lo=1, hi=64, help=(
+        "subject photos per optimizer step (as many class images join them); more costs memory and time per step. "
+        "With memory = \"auto\" the most the memory plan may choose"))
+    memory: str = setting("auto", choices=("auto", "off"), help=(
+        "\"auto\": choose the batch (up to batch_size), gradient checkpointing and 8-bit AdamW from the model "
+        "family and the GPU's free memory, and step down the same ladder on out-of-memory; \"off\": use "
+        "batch_size as given, with plain AdamW"))
+    vae: str = setting("", help=(
+        "an fp16-safe VAE (hub id or local folder, e.g. madebyollin/sdxl-vae-fp16-fix) for SDXL in half "
+        "precision; empty: SDXL's own VAE runs in fp32"))
+    noise_offset: float = setting(0.0, lo=0.0, hi=1.0, help=(
+        "offset noise (Guttenberg 2023, kohya's noise_offset): a per-image, per-channel shift added to the "
+        "training noise, so the model learns to move a whole image's colour; 0 is off, SD LoRA trainers often "
+        "use 0.05-0.1"))
+    watermark: bool = setting(False, help=(
+        "also embed an invisible watermark (invisible-watermark, 48 bits in the brightness) in every image and "
+        "grid; it survives a JPEG re-encode, `dreambot verify` reads it; an image needs 48 blocks of 8x8 pixels "
+        "to carry it (56x56 does, 48x48 does not). Metadata marks (IPTC \"trainedAlgorithmicMedia\" in XMP) "
+        "are always written"))
+    single_file_config: str = setting("", help=(
+        "for a single-file base_model: a diffusers folder or cached hub id whose configs describe it; empty: the "
+        "configs dreambot ships for the family read from its keys (SD 1.x, SD 2.x: v-prediction unless its "
+        "modelspec or a \"512\"/\"base\" file name says epsilon, SDXL base)"))
     presets: dict[str, Preset] = field(default_factory=lambda: {"balanced": Preset()})
+    families: dict[str, FamilySettings] = field(default_factory=_families)
 
 
 @dataclass(frozen=True)
@@ -225,11 +293,13 @@ def _env_path(rest: str, cls) -> list[str] | None:
             if dataclasses.is_dataclass(sub):
                 inner = _env_path(tail, sub)
                 return [f.name, *inner] if inner else None
-            if typing.get_origin(sub) is dict:  # presets: <preset name>_<field>
-                preset_cls = typing.get_args(sub)[1]
-                for pf in dataclasses.fields(preset_cls):
-                    if tail.endswith("_" + pf.name):
-                        return [f.name, tail[: -len(pf.name) - 1], pf.name]
+            if typing.get_origin(sub) is dict:  # presets, families: <name>_<path inside it>
+                item_cls = typing.get_args(sub)[1]
+                parts = tail.split("_")
+                for i in range(1, len(parts)):
+                    inner = _env_path("_".join(parts[i:]), item_cls)
+                    if inner:
+                        return [f.name, "_".join(parts[:i]), *inner]
     return None
 
 

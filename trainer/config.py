@@ -1,4 +1,5 @@
-"""TrainConfig: every value one training run uses, resolved once from the settings, a preset and the job.
+"""TrainConfig: every value one training run uses, resolved once from the settings, the base model's family,
+a preset and the job. Trainer settings are declared in storage/config.py alone; TrainConfig takes them by name.
 
 A user picks a preset (quick, balanced, faces), not raw hyper-parameters. The resolved config is
 kept on the job row as JSON and saved beside the LoRA weights, so a result always says exactly
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from storage.config import TrainerSettings
 from trainer.errors import InputError
 
 EVAL_PROMPTS = (
@@ -22,21 +24,34 @@ EVAL_PROMPTS = (
 )
 
 
+def _setting(name: str):
+    """A TrainConfig field that is a trainer setting: default and meaning are declared in TrainerSettings."""
+    declared = next(f for f in dataclasses.fields(TrainerSettings) if f.name == name)
+    return field(default=declared.default, metadata={"setting": name})
+
+
+SD1 = TrainerSettings().families["sd1"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """One run's values. Fields made with `_setting` are the trainer settings of the same name (see
+    storage/config.py for what they mean); `resolve` copies them over by name."""
+
     # what is learned
-    base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # hub id, diffusers folder or single file
+    base_model: str = _setting("base_model")  # the job may name another model
+    family: str = "sd1"  # the base model's family (storage.model_families): chooses resolution and presets
     token: str = "sks"  # rare identifier token bound to the subject (storage picks one per subject)
     class_noun: str = "dog"  # what the subject is; the class prompt keeps the model's prior for it
     preset: str = "balanced"  # the preset these values came from
-    # optimisation (from the preset)
+    # optimisation (from the preset, for the family)
     steps: int = 800  # optimizer steps
-    learning_rate: float = 1e-4  # peak learning rate
+    learning_rate: float = 1e-4  # peak learning rate (the preset's, times trainer.learning_rate_scale)
     rank: int = 16  # LoRA rank
     alpha: float = 16.0  # LoRA alpha; the update is scaled by alpha / rank
     train_text_encoder: bool = False  # also learn a LoRA on the text encoder (faces benefit)
-    # optimisation (fixed, but for the batch, which is a trainer setting)
-    batch_size: int = 1  # instance examples per step; as many class examples join them
+    # optimisation (fixed, but for the memory plan: trainer.memory)
+    batch_size: int = _setting("batch_size")  # instance examples per step; as many class examples join them
     lr_schedule: str = "cosine"  # "cosine" or "constant", after warmup
     warmup_steps: int = 20  # linear warmup from 0; capped at a tenth of the run
     min_lr_ratio: float = 0.1  # cosine decays to learning_rate * this
@@ -46,25 +61,28 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes, CUDA only)
     gradient_checkpointing: bool = False  # recompute UNet activations: less memory, ~30% slower
-    compile_unet: bool = False  # torch.compile the UNet's training step: a slow first step, faster ones after
+    compile_unet: bool = _setting("compile_unet")
     snr_gamma: float | None = None  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
-    noise_offset: float = 0.0  # kohya's offset noise: helps very dark or bright images; 0 is off
+    noise_offset: float = _setting("noise_offset")
     flip: bool = True  # also train on horizontally mirrored copies of every image
     seed: int = 0  # seeds torch, numpy and python, the noise and the sample grids
     # prior preservation
-    class_images: int = 100  # generated class images; 0 turns prior preservation off
-    prior_loss_weight: float = 1.0  # weight of the class examples' loss
+    class_images: int = _setting("class_images")  # 0 turns prior preservation off
+    prior_loss_weight: float = _setting("prior_loss_weight")
     # images
-    resolution: int = 512  # training and sample size in pixels
-    sample_steps: int = 25  # sampler steps for class images and sample grids
-    guidance_scale: float = 7.5  # classifier-free guidance for class images and sample grids
+    resolution: int = SD1.resolution  # training and sample size in pixels (trainer.resolution, else the family's)
+    sample_steps: int = _setting("sample_steps")
+    guidance_scale: float = _setting("guidance_scale")
     sample_seeds: tuple[int, ...] = (0, 1)  # one grid column per seed
     eval_prompts: tuple[str, ...] = EVAL_PROMPTS  # grid rows after the instance prompt
+    grid_images: int = _setting("grid_images")
+    grid_steps: int = _setting("grid_steps")  # 0: sample_steps
+    grid_resolution: int = _setting("grid_resolution")  # 0: resolution
     # bookkeeping
-    checkpoint_every: int = 100  # steps between checkpoints and sample grids
-    keep_checkpoints: int = 3  # newest checkpoints kept on disk
-    device: str = "auto"  # auto, cuda or cpu
-    mixed_precision: str = "bf16"  # frozen base weights on CUDA: bf16, fp16 or no
+    checkpoint_every: int = _setting("checkpoint_every")  # at most the run's steps
+    keep_checkpoints: int = _setting("keep_checkpoints")
+    device: str = _setting("device")
+    mixed_precision: str = _setting("mixed_precision")
 
     @property
     def subject(self) -> str:
@@ -85,6 +103,12 @@ class TrainConfig:
     def sample_prompts(self) -> list[str]:
         return [self.instance_prompt, *(p.format(subject=self.subject) for p in self.eval_prompts)]
 
+    def grid_layout(self) -> tuple[list[str], tuple[int, ...]]:
+        """The sample grid's prompts (rows) and seeds (columns): grid_images tiles, rounded down to whole rows."""
+        seeds = self.sample_seeds[:max(1, self.grid_images)]
+        rows = max(1, self.grid_images // len(seeds))
+        return self.sample_prompts()[:rows], seeds
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
@@ -96,21 +120,37 @@ class TrainConfig:
         return cls(**data)
 
 
-def resolve(settings, params: dict[str, Any], *, token: str, class_noun: str) -> TrainConfig:
-    """TrainConfig from storage.config.TrainerSettings and a train job's params {preset, steps, model}."""
+def resolve(settings: TrainerSettings, params: dict[str, Any], *, token: str, class_noun: str,
+            family: str = "sd1") -> TrainConfig:
+    """TrainConfig from the trainer settings, the base model's family and a train job's params {preset, steps, model}.
+
+    The family (storage.model_families.detect(...).name) chooses the resolution, unless trainer.resolution sets
+    one, and may replace the preset with its own ([trainer.families.<family>.presets]).
+    """
     name = params.get("preset") or settings.default_preset
     if name not in settings.presets:
         raise InputError(f"There is no preset called {name!r}: choose one of {', '.join(sorted(settings.presets))}.")
-    preset = settings.presets[name]
+    family_settings = family_for(settings, family)
+    preset = family_settings.presets.get(name) or settings.presets[name]
     steps = preset.steps if params.get("steps") is None else params["steps"]
     if not isinstance(steps, int) or not 1 <= steps <= 20_000:
         raise InputError(f"steps must be a whole number from 1 to 20000, not {steps!r}.")
-    return TrainConfig(
-        base_model=params.get("model") or settings.base_model, token=token, class_noun=class_noun, preset=name,
-        steps=steps, learning_rate=preset.learning_rate * settings.learning_rate_scale,
-        rank=preset.rank, alpha=float(preset.alpha), train_text_encoder=preset.train_text_encoder,
-        batch_size=settings.batch_size, noise_offset=settings.noise_offset, class_images=settings.class_images,
-        prior_loss_weight=settings.prior_loss_weight, resolution=settings.resolution,
-        sample_steps=settings.sample_steps, guidance_scale=settings.guidance_scale,
-        checkpoint_every=min(settings.checkpoint_every, steps), keep_checkpoints=settings.keep_checkpoints,
-        device=settings.device, mixed_precision=settings.mixed_precision, compile_unet=settings.compile_unet)
+    from_settings = {f.name: getattr(settings, f.metadata["setting"]) for f in dataclasses.fields(TrainConfig)
+                     if "setting" in f.metadata}
+    return TrainConfig(**{
+        **from_settings, "base_model": params.get("model") or settings.base_model, "family": family,
+        "token": token, "class_noun": class_noun, "preset": name, "steps": steps,
+        "learning_rate": preset.learning_rate * settings.learning_rate_scale, "rank": preset.rank,
+        "alpha": float(preset.alpha), "train_text_encoder": preset.train_text_encoder,
+        "resolution": settings.resolution or family_settings.resolution,
+        "checkpoint_every": min(settings.checkpoint_every, steps)})
+
+
+def family_for(settings: TrainerSettings, family: str):
+    """The [trainer.families] table for `family`; one missing from the settings keeps its declared default."""
+    return settings.families.get(family) or TrainerSettings().families.get(family) or SD1
+
+
+def resolution_for(settings: TrainerSettings, family: str = "sd1") -> int:
+    """The training and generation size for a base model of this family: trainer.resolution, else the family's."""
+    return settings.resolution or family_for(settings, family).resolution

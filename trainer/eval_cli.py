@@ -69,7 +69,7 @@ def cmd_eval(args, cfg) -> int:
                       with_class_prompts=not args.no_class_prompts, prior_images=args.prior_images)
     templates = prompts.read_prompt_file(args.prompts.read_text("utf-8")) if args.prompts else None
     runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
-    pipe = models.load_pipeline(args.model or subject.base_model, runtime)
+    pipe = models.load_pipeline(args.model or subject.base_model, runtime, **models.load_options(cfg.trainer))
     subject = _with_class_dir(subject, args.class_images, pipe, cfg)
     dino, clip = DinoEmbedder(ecfg.dino_model, runtime.device), ClipEmbedder(ecfg.clip_model, runtime.device)
     report = evaluate(pipe, subject, ecfg, args.out, dino, clip, templates)
@@ -113,6 +113,7 @@ def _images_in(folder: Path) -> tuple[Path, ...]:
 
 def _from_folder(folder: Path, photos_dir: Path | None, cfg):
     from trainer import lora
+    from trainer.config import resolution_for
     from trainer.eval.run import EvalSubject
 
     if not (folder / lora.WEIGHT_NAME).is_file():
@@ -129,7 +130,7 @@ def _from_folder(folder: Path, photos_dir: Path | None, cfg):
         return None
     return EvalSubject(name=folder.name, token=meta["token"], class_noun=meta["class_noun"], adapter_dir=folder,
                        photos=photos, base_model=meta.get("base_model") or cfg.trainer.base_model,
-                       resolution=int(meta.get("resolution") or cfg.trainer.resolution))
+                       resolution=int(meta.get("resolution") or resolution_for(cfg.trainer)))
 
 
 async def _from_database(name: str, cfg):
@@ -138,6 +139,7 @@ async def _from_database(name: str, cfg):
     from storage.errors import JobNotFound
     from storage.files import resolve
     from trainer.cli import LOCAL_USER_ID
+    from trainer.config import resolution_for
     from trainer.eval.run import EvalSubject
 
     st = cfg.storage
@@ -162,7 +164,7 @@ async def _from_database(name: str, cfg):
     meta = lora.read_metadata(adapter)
     return EvalSubject(name=subject.name, token=subject.token, class_noun=subject.class_noun, adapter_dir=adapter,
                        photos=photos, base_model=art.meta.get("base_model") or meta.get("base_model")
-                       or cfg.trainer.base_model, resolution=int(meta.get("resolution") or cfg.trainer.resolution),
+                       or cfg.trainer.base_model, resolution=int(meta.get("resolution") or resolution_for(cfg.trainer)),
                        train_config=(job.result or {}).get("config") if job is not None else None)
 
 

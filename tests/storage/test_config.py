@@ -78,3 +78,50 @@ def test_a_list_setting_is_read_from_toml_and_from_a_comma_separated_variable(tm
     cfg = load(path, env={"DREAMBOT_STORAGE_LIKENESS_REFUSED_TERMS": "gore, blood ,"})
     assert cfg.storage.likeness.person_nouns == ("person", "robot")
     assert cfg.storage.likeness.refused_terms == ("gore", "blood")
+
+
+def _toml_comments(table: str) -> dict[str, str]:
+    """key -> inline comment of each `key = value  # comment` line directly under [table] in config.toml."""
+    import re
+
+    comments, inside = {}, False
+    for line in REPO_CONFIG.read_text(encoding="utf-8").splitlines():
+        if line.startswith("["):
+            inside = line.strip() == f"[{table}]"
+        elif inside and (m := re.match(r"^(\w+) = .*?\s+# (.*)$", line)):
+            comments[m.group(1)] = m.group(2)
+    return comments
+
+
+def test_each_trainer_setting_is_declared_once_with_its_help():
+    """config.toml's [trainer] keys and comments are exactly the TrainerSettings fields and their declared help."""
+    import dataclasses
+
+    from storage.config import TrainerSettings, help_text
+
+    tables = {"presets", "families"}
+    declared = {f.name for f in dataclasses.fields(TrainerSettings)} - tables
+    comments = _toml_comments("trainer")
+    assert set(comments) == declared
+    for name in declared:
+        assert help_text(TrainerSettings, name), f"trainer.{name} has no help= in storage/config.py"
+        assert comments[name] == help_text(TrainerSettings, name), f"config.toml's comment on trainer.{name}"
+
+
+def test_preset_fields_are_explained_with_their_declared_help():
+    """The first preset in config.toml explains each field with the help Preset declares."""
+    import dataclasses
+
+    from storage.config import Preset, help_text
+
+    comments = _toml_comments("trainer.presets.quick")
+    assert comments == {f.name: help_text(Preset, f.name) for f in dataclasses.fields(Preset)}
+
+
+def test_environment_overrides_a_family_preset_field():
+    """DREAMBOT_TRAINER_FAMILIES_<FAMILY>_PRESETS_<NAME>_<FIELD> reaches one family's preset and nothing else."""
+    cfg = load(REPO_CONFIG, env={"DREAMBOT_TRAINER_FAMILIES_SDXL_PRESETS_QUICK_STEPS": "7",
+                                 "DREAMBOT_TRAINER_FAMILIES_SD2_RESOLUTION": "512"})
+    assert cfg.trainer.families["sdxl"].presets["quick"].steps == 7
+    assert cfg.trainer.families["sd2"].resolution == 512
+    assert cfg.trainer.presets["quick"].steps == 400  # as config.toml says

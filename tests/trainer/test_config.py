@@ -77,3 +77,52 @@ def test_every_identifier_is_one_rare_clip_token(tmp_path):
     assert len(set(RARE_TOKENS)) == len(RARE_TOKENS)
     for token in RARE_TOKENS:
         assert tokenizer.tokenize(token) == [token + "</w>"], token
+
+
+def test_every_setting_reaches_the_run_under_its_own_name():
+    """Each TrainConfig field declared from a trainer setting takes that setting's value, not a default of its own."""
+    import dataclasses
+
+    changed = dataclasses.replace(SETTINGS, class_images=7, prior_loss_weight=0.5, sample_steps=9, guidance_scale=3.0,
+                                  keep_checkpoints=5, device="cpu", mixed_precision="no", compile_unet=True,
+                                  grid_images=4, grid_steps=6, grid_resolution=32)
+    cfg = resolve(changed, {}, token="sks", class_noun="dog")
+    for f in dataclasses.fields(TrainConfig):
+        if "setting" in f.metadata and f.name not in ("base_model", "checkpoint_every"):
+            assert getattr(cfg, f.name) == getattr(changed, f.metadata["setting"]), f.name
+
+
+@pytest.mark.parametrize(("family", "resolution"), [("sd1", 512), ("sd2", 768), ("sdxl", 1024)])
+def test_the_family_chooses_the_resolution(family, resolution):
+    """With trainer.resolution at 0, each family trains at its own size; a set resolution wins over it."""
+    import dataclasses
+
+    auto = dataclasses.replace(SETTINGS, resolution=0)
+    assert resolve(auto, {}, token="sks", class_noun="dog", family=family).resolution == resolution
+    assert resolve(dataclasses.replace(auto, resolution=64), {}, token="sks", class_noun="dog",
+                   family=family).resolution == 64
+
+
+def test_sdxl_has_its_own_presets():
+    """SDXL takes its family's preset of the same name; SD 1.x keeps [trainer.presets]."""
+    from storage.config import REPO_CONFIG, load
+
+    settings = load(REPO_CONFIG, env={}).trainer
+    sd1, sdxl = (resolve(settings, {"preset": "balanced"}, token="sks", class_noun="dog", family=f)
+                 for f in ("sd1", "sdxl"))
+    assert (sd1.steps, sd1.rank, sd1.resolution) == (800, 16, 512)
+    assert (sdxl.steps, sdxl.rank, sdxl.learning_rate, sdxl.resolution, sdxl.family) == (500, 16, 1e-4, 1024, "sdxl")
+
+
+@pytest.mark.parametrize(("images", "rows", "cols"), [(10, 2, 2), (1, 1, 1), (4, 2, 2), (3, 1, 2), (100, 2, 2)])
+def test_grid_layout_takes_whole_rows(images, rows, cols):
+    """grid_images tiles become whole rows of one tile per seed, never more rows than prompts."""
+    cfg = TrainConfig(grid_images=images, eval_prompts=("{subject} as a superhero",), sample_seeds=(0, 1))
+    prompts, seeds = cfg.grid_layout()
+    assert (len(prompts), len(seeds)) == (rows, cols)
+
+
+def test_default_grid_is_todays_ten_images():
+    """The default grid is the instance prompt and four evaluation prompts, two seeds each."""
+    prompts, seeds = TrainConfig().grid_layout()
+    assert len(prompts) * len(seeds) == 10
