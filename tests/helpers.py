@@ -93,3 +93,19 @@ async def finish_queued_training(db, data_dir: Path, job_id: int):
                                                  kohya_path=kohya, meta={"steps": 1}, result={"steps": 1},
                                                  data_dir=data_dir, gpu_seconds=1.0)
     return subject
+
+
+def random_adapter(pipe, folder: Path, seed: int, *, text_encoder: bool = False) -> Path:
+    """A LoRA adapter with seeded random weights (strong enough to change images), saved in diffusers format."""
+    import torch
+
+    from trainer import lora
+
+    params = lora.add_train_adapters(pipe, rank=4, alpha=4.0, text_encoder=text_encoder)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    lora.save_adapter(pipe, folder, metadata={"token": "sks", "class_noun": "dog"})
+    lora.remove_train_adapters(pipe)
+    return folder

@@ -59,6 +59,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon")
+    p.add_argument("--arch", choices=("sd1", "sdxl"), default="sd1",
+                   help="sd1: SD 1.x-shaped (SD 2.x with --prediction-type v_prediction); sdxl: SDXL base-shaped")
     p.set_defaults(func=cmd_make_tiny_model)
 
     p = subparsers.add_parser("fetch-model", help="download a base model (and a safety checker) into the local "
@@ -260,6 +262,7 @@ async def _imagine_subject(args, cfg) -> int:
 def _imagine_from_folder(args, cfg, folder: Path) -> int:
     from storage.provenance import Marks, sha256_file
     from trainer import lora, models, safety
+    from trainer.config import resolution_for
     from trainer.generate import ImageGenerator, save_grid, save_png
 
     meta = lora.read_metadata(folder)
@@ -281,11 +284,11 @@ def _imagine_from_folder(args, cfg, folder: Path) -> int:
     source = args.model or meta.get("base_model") or cfg.trainer.base_model
     runtime = models.pick_runtime(cfg.trainer.device, cfg.trainer.mixed_precision)
     checker = safety.load(cfg.trainer.safety_checker, source, runtime)  # as the worker does, before any work
-    generator = ImageGenerator(models.load_pipeline(source, runtime))
+    generator = ImageGenerator(models.load_pipeline(source, runtime, **models.load_options(cfg.trainer)))
     made = generator.generate(prompt, [("subject", folder)], n=args.n, seed=args.seed,
                               steps=args.steps or cfg.trainer.sample_steps,
                               guidance=cfg.trainer.guidance_scale if args.guidance is None else args.guidance,
-                              resolution=int(meta.get("resolution") or cfg.trainer.resolution))
+                              resolution=int(meta.get("resolution") or resolution_for(cfg.trainer)))
     screened = safety.screen_images(safety.check(checker, made.images), safety.BLOCK)  # no guild: block
     images, seeds = [made.images[i] for i in screened.keep], [made.seeds[i] for i in screened.keep]
     marks = Marks(base_model=source, lora_sha256=(sha256_file(folder / lora.WEIGHT_NAME),),
@@ -305,8 +308,9 @@ def _imagine_from_folder(args, cfg, folder: Path) -> int:
 def cmd_make_tiny_model(args, cfg) -> int:
     from trainer.tiny_model import make_tiny_model
 
-    out = make_tiny_model(args.dir, seed=args.seed, prediction_type=args.prediction_type)
-    print(f"wrote a tiny {args.prediction_type} Stable Diffusion model to {out} "
+    out = make_tiny_model(args.dir, seed=args.seed, prediction_type=args.prediction_type, arch=args.arch)
+    family = "SDXL" if args.arch == "sdxl" else "Stable Diffusion"
+    print(f"wrote a tiny {args.prediction_type} {family} model to {out} "
           "(64 px; set trainer.base_model and trainer.resolution = 64 to use it)")
     return 0
 

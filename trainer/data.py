@@ -6,6 +6,12 @@ each step draws `mean + std * noise`, which is exactly what re-encoding through 
 step (diffusers' reference script) samples. A step then runs the UNet only, on one fused batch
 of instance and class examples.
 
+SDXL also reads, per image, the micro-conditioning it was trained with: the photo's original
+size, the top-left corner of the crop actually taken from it (in the resized image; for a mirror
+image the mirrored corner) and the target size. Each cached latent keeps its own six `time_ids`,
+and the prompts are both text encoders' penultimate states side by side plus the second one's
+pooled projection, as in diffusers' train_dreambooth_lora_sdxl.py.
+
 Class images depend only on (model, class prompt, resolution, sampler steps, guidance, count),
 so one set serves every job and every user that asks for the same; `class_cache_key` names it.
 """
@@ -32,15 +38,47 @@ CLASS_CACHE_VERSION = 1  # bump when the generation recipe changes, so old sets 
 LATENTS_FILE = "latents.safetensors"
 
 
+@dataclass(frozen=True)
+class Crop:
+    """How `load_image` turns a photo into a square: resize the short side to the resolution, centre-crop."""
+    original_size: tuple[int, int]  # (height, width) of the photo as stored
+    resized_size: tuple[int, int]  # (height, width) after resizing
+    top: int  # the crop's top-left corner in the resized image
+    left: int
+    resolution: int  # the square's side: SDXL's target size
+
+    def time_ids(self, *, flipped: bool = False) -> list[int]:
+        """SDXL's six conditioning numbers: original size, crop top-left, target size (a mirror image's crop
+        starts as far from the right edge as the crop from the left)."""
+        left = self.resized_size[1] - self.left - self.resolution if flipped else self.left
+        return [*self.original_size, self.top, left, self.resolution, self.resolution]
+
+
+def crop_of(width: int, height: int, resolution: int) -> Crop:
+    """The crop `load_image` takes from a width x height image (pure: sizes in, sizes out)."""
+    scale = resolution / min(width, height)
+    w, h = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+    return Crop((height, width), (h, w), (h - resolution) // 2, (w - resolution) // 2, resolution)
+
+
+def image_crop(path: str | Path, resolution: int) -> Crop:
+    """The crop `load_image` takes from the image file at `path` (reads only its header)."""
+    with Image.open(path) as im:
+        return crop_of(im.width, im.height, resolution)
+
+
+def time_ids(crops: list[Crop], *, flip: bool) -> torch.Tensor:
+    """[N, 6] (or [2N, 6] with the mirror images after the originals, as `encode_images` orders them) floats."""
+    rows = [c.time_ids() for c in crops] + ([c.time_ids(flipped=True) for c in crops] if flip else [])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
 def load_image(path: str | Path, resolution: int) -> Image.Image:
     """An RGB image with its short side scaled to `resolution` and the long side centre-cropped."""
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        scale = resolution / min(im.size)
-        size = (max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    left, top = (im.width - resolution) // 2, (im.height - resolution) // 2
-    return im.crop((left, top, left + resolution, top + resolution))
+        crop = crop_of(im.width, im.height, resolution)
+        im = im.convert("RGB").resize(crop.resized_size[::-1], Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return im.crop((crop.left, crop.top, crop.left + resolution, crop.top + resolution))
 
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -103,18 +141,26 @@ class LatentPool:
     """Latent distributions of a set of images (and their mirror images): draw a batch with `sample`."""
     mean: torch.Tensor  # [N, 4, h, w]
     std: torch.Tensor  # [N, 4, h, w]
+    time_ids: torch.Tensor | None = None  # [N, 6]: SDXL's size and crop conditioning of each image
 
     def __len__(self) -> int:
         return self.mean.shape[0]
 
     def sample(self, n: int, generator: torch.Generator, scaling_factor: float) -> torch.Tensor:
         """n latents, images drawn uniformly with replacement, each a fresh draw from its distribution."""
+        return self.draw(n, generator, scaling_factor)[0]
+
+    def draw(self, n: int, generator: torch.Generator,
+             scaling_factor: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`sample`'s latents and the time ids of the images they were drawn from (None if the pool has none)."""
         idx = torch.randint(len(self), (n,), generator=generator, device=generator.device).to(self.mean.device)
         eps = torch.randn(self.mean[idx].shape, generator=generator, device=generator.device).to(self.mean)
-        return (self.mean[idx] + self.std[idx] * eps) * scaling_factor
+        ids = None if self.time_ids is None else self.time_ids[idx.to(self.time_ids.device)]
+        return (self.mean[idx] + self.std[idx] * eps) * scaling_factor, ids
 
     def to(self, device) -> LatentPool:
-        return LatentPool(self.mean.to(device), self.std.to(device))
+        return LatentPool(self.mean.to(device), self.std.to(device),
+                          None if self.time_ids is None else self.time_ids.to(device))
 
 
 @torch.no_grad()
@@ -134,7 +180,10 @@ def save_pool(pool: LatentPool, path: Path) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({"mean": pool.mean.cpu().contiguous(), "std": pool.std.cpu().contiguous()}, str(tmp))
+    tensors = {"mean": pool.mean, "std": pool.std}
+    if pool.time_ids is not None:
+        tensors["time_ids"] = pool.time_ids
+    save_file({k: v.cpu().contiguous() for k, v in tensors.items()}, str(tmp))
     os.replace(tmp, path)
 
 
@@ -142,25 +191,40 @@ def load_pool(path: Path) -> LatentPool:
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
-    return LatentPool(tensors["mean"], tensors["std"])
+    return LatentPool(tensors["mean"], tensors["std"], tensors.get("time_ids"))
 
 
 def class_latents(vae, folder: Path, *, resolution: int, flip: bool) -> LatentPool:
     """The class images' LatentPool, cached on disk beside them (computed by the first job to need it)."""
     cached = folder / (LATENTS_FILE if flip else "latents-noflip.safetensors")
+    paths = class_image_paths(folder)
     if cached.exists():
-        return load_pool(cached)
-    images = to_tensor([load_image(p, resolution) for p in class_image_paths(folder)])
-    pool = encode_images(vae, images, flip=flip)
+        pool = load_pool(cached)
+        if pool.time_ids is None:  # cached before time ids were kept (left as it is: its hash is recorded)
+            pool.time_ids = time_ids([image_crop(p, resolution) for p in paths], flip=flip)
+        return pool
+    pool = encode_images(vae, to_tensor([load_image(p, resolution) for p in paths]), flip=flip)
+    pool.time_ids = time_ids([image_crop(p, resolution) for p in paths], flip=flip)
     save_pool(pool, cached)
     return pool
 
 
 @torch.no_grad()
 def encode_prompt(pipe, prompt: str) -> torch.Tensor:
-    """[1, 77, D] text-encoder hidden states for `prompt` (the frozen-text-encoder case)."""
+    """[1, 77, D] text-encoder hidden states for `prompt` (the frozen-text-encoder case; SD 1.x/2.x)."""
     ids = token_ids(pipe.tokenizer, prompt).to(pipe.text_encoder.device)
     return pipe.text_encoder(ids)[0]
+
+
+def sdxl_text_states(pipe, ids: torch.Tensor, ids_2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDXL's prompt conditioning for [B, 77] token ids of each tokenizer: ([B, 77, D1 + D2], [B, P]).
+
+    Both text encoders' penultimate hidden states, side by side, and the second encoder's pooled
+    projection, as diffusers' StableDiffusionXLPipeline and train_dreambooth_lora_sdxl.py compute them.
+    """
+    out_1 = pipe.text_encoder(ids.to(pipe.text_encoder.device), output_hidden_states=True)
+    out_2 = pipe.text_encoder_2(ids_2.to(pipe.text_encoder_2.device), output_hidden_states=True)
+    return torch.cat([out_1.hidden_states[-2], out_2.hidden_states[-2]], dim=-1), out_2.text_embeds
 
 
 def token_ids(tokenizer, prompt: str) -> torch.Tensor:
@@ -178,6 +242,11 @@ class TrainingData:
     class_ids: torch.Tensor  # [1, 77]
     instance_emb: torch.Tensor | None  # [1, 77, D]; None when the text encoder is trained
     class_emb: torch.Tensor | None
+    # SDXL only (None otherwise): the second tokenizer's ids, and the pooled projections when frozen
+    instance_ids_2: torch.Tensor | None = None  # [1, 77]
+    class_ids_2: torch.Tensor | None = None
+    instance_pooled: torch.Tensor | None = None  # [1, P]
+    class_pooled: torch.Tensor | None = None
 
 
 def prepare(pipe, *, instance_paths: list[Path], class_dir: Path | None, instance_prompt: str,
@@ -185,9 +254,19 @@ def prepare(pipe, *, instance_paths: list[Path], class_dir: Path | None, instanc
     """Encode the photos, the class images and the prompts once, on the pipeline's device."""
     device = pipe.unet.device
     photos = to_tensor([load_image(p, resolution) for p in instance_paths])
-    instance = encode_images(pipe.vae, photos, flip=flip).to(device)
+    instance = encode_images(pipe.vae, photos, flip=flip)
+    instance.time_ids = time_ids([image_crop(p, resolution) for p in instance_paths], flip=flip)
+    instance = instance.to(device)
     classes = class_latents(pipe.vae, class_dir, resolution=resolution, flip=flip).to(device) if class_dir else None
     ids = token_ids(pipe.tokenizer, instance_prompt), token_ids(pipe.tokenizer, class_prompt)
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        ids_2 = token_ids(pipe.tokenizer_2, instance_prompt), token_ids(pipe.tokenizer_2, class_prompt)
+        states = [(None, None), (None, None)]
+        if text_encoder_frozen:
+            with torch.no_grad():
+                states = [sdxl_text_states(pipe, a, b) for a, b in zip(ids, ids_2, strict=True)]
+        return TrainingData(instance, classes, ids[0].to(device), ids[1].to(device), states[0][0], states[1][0],
+                            ids_2[0].to(device), ids_2[1].to(device), states[0][1], states[1][1])
     embs = (encode_prompt(pipe, instance_prompt), encode_prompt(pipe, class_prompt)) if text_encoder_frozen \
         else (None, None)
     return TrainingData(instance, classes, ids[0].to(device), ids[1].to(device), *embs)

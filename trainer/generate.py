@@ -2,8 +2,10 @@
 
 Adapters are kept in a small LRU cache inside the one pipeline (`set_adapters` picks the one or two
 a request needs), so a request never reloads base weights. Every image has its own seed, recorded,
-so any single image can be made again. A prompt the text encoder cannot read whole (over 77
-tokens with the start and end marks) is refused, never cut. Every file written with `marks` says it
+so any single image can be made again. A prompt a text encoder cannot read whole (over 77
+tokens with the start and end marks; SDXL's two tokenizers are both asked) is refused, never cut.
+The same calls drive StableDiffusionPipeline and StableDiffusionXLPipeline: SDXL's pipeline adds its
+size and crop conditioning itself at inference. Every file written with `marks` says it
 is AI-generated (storage/provenance.py) and, when asked, carries the invisible watermark.
 """
 
@@ -37,6 +39,12 @@ def check_prompt(tokenizer, prompt: str) -> int:
     if n > tokenizer.model_max_length:
         raise PromptTooLong(n - 2, tokenizer.model_max_length - 2)
     return n
+
+
+def check_prompt_fits(pipe, prompt: str) -> int:
+    """`check_prompt` with every tokenizer of the pipeline (SDXL has two); the longest count."""
+    tokenizers = [t for t in (pipe.tokenizer, getattr(pipe, "tokenizer_2", None)) if t is not None]
+    return max(check_prompt(tokenizer, prompt) for tokenizer in tokenizers)
 
 
 @torch.no_grad()
@@ -187,7 +195,7 @@ class ImageGenerator:
             raise InputError(f"Ask for 1 to 16 images, not {n}.")
         if not 1 <= steps <= 150:
             raise InputError(f"Use 1 to 150 sampler steps, not {steps}.")
-        check_prompt(self.pipe.tokenizer, prompt)
+        check_prompt_fits(self.pipe, prompt)
         self.use(adapters)
         base = secrets.randbelow(2**31) if seed is None else seed
         seeds = [base + i for i in range(n)]

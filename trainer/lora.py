@@ -3,7 +3,10 @@
 The diffusers file (`pytorch_lora_weights.safetensors`) loads with `pipe.load_lora_weights`; its
 safetensors header also carries where it came from (base model, token, class, steps, rank,
 alpha, photo hashes). The kohya copy uses sd-scripts' key names
-(`lora_unet_..._attn1_to_q.lora_down.weight` + `.alpha`) for AUTOMATIC1111, ComfyUI and friends.
+(`lora_unet_..._attn1_to_q.lora_down.weight` + `.alpha`) for AUTOMATIC1111, ComfyUI and friends:
+`lora_te_` for SD 1.x/2.x's text encoder; for SDXL `lora_te1_`/`lora_te2_` and the UNet under its
+original (SGM) block names, `lora_unet_input_blocks_4_1_...`, as sd-scripts' SDXL networks save it.
+SDXL adapters cover both text encoders when the text encoder trains.
 Both headers record the base model's license (`modelspec.license`, the SAI model spec's key, which
 sd-scripts and ComfyUI read) and, under `dreambot.license`, the base model id, its revision, the
 license's name and link: the base model's use restrictions pass on to whoever gets the file.
@@ -15,6 +18,7 @@ import json
 from pathlib import Path
 
 from storage import licenses
+from trainer.models import family_name, is_sdxl
 
 # Every linear layer of the UNet's transformer blocks, as kohya's sd-scripts' default LoRA: the
 # attention projections, the feed-forward layers and the projections into and out of each block.
@@ -27,6 +31,16 @@ META_KEY = "dreambot"  # our metadata, one JSON string in the safetensors header
 LICENSE_KEY = "dreambot.license"  # storage.licenses.ModelLicense as JSON: base model, revision, license, link
 OVERRIDE_KEY = "model_license"  # in `metadata`: trainer.model_license, when the operator set one (not recorded)
 CLIP_PREFIX = "text_model."  # CLIPTextModel's inner module in the usual key names
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2")  # pipeline attributes, also the key prefixes in LoRA files
+
+
+def text_encoders(pipe) -> list[tuple[str, object]]:
+    """(name, module) of the pipeline's text encoders: one for SD 1.x/2.x, two for SDXL."""
+    return [(name, getattr(pipe, name)) for name in TEXT_ENCODERS if getattr(pipe, name, None) is not None]
+
+
+def _lora_modules(pipe) -> list[tuple[str, object]]:
+    return [("unet", pipe.unet), *text_encoders(pipe)]
 
 
 def lora_config(rank: int, alpha: float, targets: tuple[str, ...]):
@@ -37,14 +51,16 @@ def lora_config(rank: int, alpha: float, targets: tuple[str, ...]):
 
 
 def add_train_adapters(pipe, *, rank: int, alpha: float, text_encoder: bool) -> list:
-    """Add fresh LoRA adapters to the UNet (and the text encoder); return the trainable parameters, fp32."""
+    """Add fresh LoRA adapters to the UNet (and the text encoders: SDXL's both); return the trainable
+    parameters, fp32."""
     import torch
 
     pipe.unet.add_adapter(lora_config(rank, alpha, UNET_TARGETS), adapter_name=TRAIN_ADAPTER)
     modules = [pipe.unet]
     if text_encoder:
-        _add_text_encoder_adapter(pipe.text_encoder, lora_config(rank, alpha, TEXT_ENCODER_TARGETS), TRAIN_ADAPTER)
-        modules.append(pipe.text_encoder)
+        for _, te in text_encoders(pipe):
+            _add_text_encoder_adapter(te, lora_config(rank, alpha, TEXT_ENCODER_TARGETS), TRAIN_ADAPTER)
+            modules.append(te)
     params = []
     for module in modules:
         for name, p in module.named_parameters():
@@ -59,10 +75,11 @@ def remove_train_adapters(pipe) -> None:
     """Drop the training adapters so the pipeline is the plain base model again."""
     if TRAIN_ADAPTER in _adapters(pipe.unet):
         pipe.unet.delete_adapters(TRAIN_ADAPTER)
-    if TRAIN_ADAPTER in _adapters(pipe.text_encoder):
-        from diffusers.utils.peft_utils import delete_adapter_layers
+    from diffusers.utils.peft_utils import delete_adapter_layers
 
-        delete_adapter_layers(pipe.text_encoder, TRAIN_ADAPTER)
+    for _, te in text_encoders(pipe):
+        if TRAIN_ADAPTER in _adapters(te):
+            delete_adapter_layers(te, TRAIN_ADAPTER)
 
 
 def _adapters(module) -> set[str]:
@@ -89,10 +106,10 @@ def _add_text_encoder_adapter(text_encoder, config, name: str) -> None:
 def trainable_state(pipe) -> dict:
     """The training adapters' tensors by parameter name (for checkpoints: exact, no key conversion)."""
     out = {}
-    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+    for prefix, module in _lora_modules(pipe):
         for name, p in module.named_parameters():
             if TRAIN_ADAPTER in name:
-                out[prefix + name] = p.detach().to("cpu", copy=True).contiguous()
+                out[f"{prefix}.{name}"] = p.detach().to("cpu", copy=True).contiguous()
     return out
 
 
@@ -101,8 +118,8 @@ def load_trainable_state(pipe, state: dict) -> None:
     import torch
 
     params = {}
-    for prefix, module in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
-        params.update({prefix + n: p for n, p in module.named_parameters() if TRAIN_ADAPTER in n})
+    for prefix, module in _lora_modules(pipe):
+        params.update({f"{prefix}.{n}": p for n, p in module.named_parameters() if TRAIN_ADAPTER in n})
     if set(params) != set(state):
         raise ValueError(f"checkpoint holds {len(state)} LoRA tensors, the model {len(params)}: "
                          "it was made with a different rank, targets or text-encoder setting")
@@ -111,35 +128,44 @@ def load_trainable_state(pipe, state: dict) -> None:
             p.copy_(state[name])
 
 
-def peft_state_dicts(pipe) -> tuple[dict, dict | None]:
-    """(UNet, text encoder or None) LoRA state dicts in peft key format, without the adapter name."""
+def peft_state_dicts(pipe) -> tuple[dict, dict[str, dict]]:
+    """(UNet, {text encoder name: state}) LoRA state dicts in peft key format, without the adapter name.
+
+    The second holds only the text encoders that have a training adapter ("text_encoder", SDXL's
+    "text_encoder_2" too); it is empty when the text encoders are frozen.
+    """
     from peft.utils import get_peft_model_state_dict
 
     unet = get_peft_model_state_dict(pipe.unet, adapter_name=TRAIN_ADAPTER)
-    te = None
-    if TRAIN_ADAPTER in _adapters(pipe.text_encoder):
-        te = get_peft_model_state_dict(pipe.text_encoder, adapter_name=TRAIN_ADAPTER)
-        # transformers 5 dropped CLIPTextModel's `text_model.` level; every SD LoRA in the wild has it
-        te = {k if k.startswith(CLIP_PREFIX) else CLIP_PREFIX + k: v for k, v in te.items()}
-    return unet, te
+    tes = {}
+    for name, te in text_encoders(pipe):
+        if TRAIN_ADAPTER in _adapters(te):
+            state = get_peft_model_state_dict(te, adapter_name=TRAIN_ADAPTER)
+            # transformers 5 dropped CLIPTextModel's `text_model.` level; every SD LoRA in the wild has it
+            tes[name] = {k if k.startswith(CLIP_PREFIX) else CLIP_PREFIX + k: v for k, v in state.items()}
+    return unet, tes
 
 
 def save_adapter(pipe, out_dir: str | Path, *, metadata: dict) -> Path:
-    """Save the training adapters in diffusers format with `metadata` in the header; return the file."""
-    from diffusers import StableDiffusionPipeline
+    """Save the training adapters in diffusers format with `metadata` in the header; return the file.
+
+    Written by the pipeline class's own `save_lora_weights` (StableDiffusionXLPipeline's for SDXL, with
+    `text_encoder_2` layers), so `load_lora_weights` of a fresh pipeline of that class reads it.
+    """
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
 
     out = Path(out_dir)
-    unet_sd, te_sd = peft_state_dicts(pipe)
-    StableDiffusionPipeline.save_lora_weights(
+    unet_sd, te_sds = peft_state_dicts(pipe)
+    layers = {f"{name}_lora_layers": _contiguous(convert_state_dict_to_diffusers(sd)) for name, sd in te_sds.items()}
+    # the LoRA configs go in the header too, so loading restores alpha exactly (not alpha = rank)
+    layers.update({f"{name}_lora_adapter_metadata": _config_dict(getattr(pipe, name)) for name in te_sds})
+    saver = StableDiffusionXLPipeline if is_sdxl(pipe) else StableDiffusionPipeline
+    saver.save_lora_weights(
         # peft key names as they are: diffusers' converter renames only the attention keys, and a file
         # that mixes both namings loads without its attention LoRA (the feed-forward layers are targets too)
-        out, unet_lora_layers=_contiguous(unet_sd),
-        text_encoder_lora_layers=_contiguous(convert_state_dict_to_diffusers(te_sd)) if te_sd else None,
-        # the LoRA configs go in the header too, so loading restores alpha exactly (not alpha = rank)
-        unet_lora_adapter_metadata=_config_dict(pipe.unet),
-        text_encoder_lora_adapter_metadata=_config_dict(pipe.text_encoder) if te_sd else None,
-        safe_serialization=True)
+        out, unet_lora_layers=_contiguous(unet_sd), unet_lora_adapter_metadata=_config_dict(pipe.unet),
+        safe_serialization=True, **layers)
     path = out / WEIGHT_NAME
     metadata, license_header = license_metadata(metadata)
     _add_header(path, {META_KEY: json.dumps(metadata, sort_keys=True), **license_header})
@@ -153,21 +179,37 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
     from safetensors.torch import save_file
 
     metadata, license_header = license_metadata(metadata)
-    unet_sd, te_sd = peft_state_dicts(pipe)
+    unet_sd, te_sds = peft_state_dicts(pipe)
     merged = {f"unet.{k}": v for k, v in unet_sd.items()}
-    merged.update({f"text_encoder.{k}": v for k, v in (te_sd or {}).items()})
+    for name, sd in te_sds.items():
+        merged.update({f"{name}.{k}": v for k, v in sd.items()})
+    sdxl = is_sdxl(pipe)
     kohya = {}
     for key, value in convert_state_dict_to_kohya(merged).items():
-        # SD 1.x has one text encoder, which sd-scripts calls lora_te (lora_te1 is SDXL's first)
-        key = key.replace("lora_te1_", "lora_te_", 1)
+        if sdxl:
+            key = sgm_unet_key(key, pipe.unet.config.layers_per_block)
+        else:  # SD 1.x/2.x have one text encoder, which sd-scripts calls lora_te (lora_te1 is SDXL's first)
+            key = key.replace("lora_te1_", "lora_te_", 1)
         if key.endswith(".alpha"):
             value = torch.tensor(float(alpha))  # diffusers writes alpha = rank; ours may differ
         kohya[key] = value.to(torch.float16).contiguous()
+    prediction_type = metadata.get("prediction_type", "epsilon")
+    kind = family_name(pipe), prediction_type == "v_prediction"  # v-prediction is taken as SD 2's, as sd-scripts does
+    version = KOHYA_VERSIONS[kind]
     header = {
         "ss_network_module": "networks.lora", "ss_network_dim": str(rank), "ss_network_alpha": str(alpha),
-        # sd-scripts' get_model_version_str_for_sd1_sd2, agreeing with ss_v2 (v-prediction is taken as SD 2's)
-        "ss_base_model_version": "sd_v2_v" if metadata.get("prediction_type") == "v_prediction" else "sd_v1",
-        "ss_v2": str(metadata.get("prediction_type") == "v_prediction"),
+        # sd-scripts' get_model_version_str_for_sd1_sd2 (and sdxl_model_util's version), agreeing with ss_v2
+        "ss_base_model_version": version,
+        "ss_v2": str(version.startswith("sd_v2")),
+        # the SAI model spec sd-scripts writes beside its own keys (library/sai_model_spec.py)
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": MODELSPEC_ARCHITECTURES[kind],
+        "modelspec.implementation": ("https://github.com/Stability-AI/generative-models" if sdxl
+                                     else "diffusers"),
+        "modelspec.prediction_type": prediction_type,
+        "modelspec.title": str(metadata.get("token", "") or "dreambot LoRA"),
+        **({"modelspec.resolution": f"{metadata['resolution']}x{metadata['resolution']}"}
+           if metadata.get("resolution") else {}),
         "ss_sd_model_name": str(metadata.get("base_model", "")),
         "ss_max_train_steps": str(metadata.get("steps", "")),
         "ss_steps": str(metadata.get("steps_done", "")),  # steps done when saved: a checkpoint's own step
@@ -180,6 +222,33 @@ def save_kohya(pipe, path: str | Path, *, rank: int, alpha: float, metadata: dic
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(kohya, str(path), metadata=header)
     return path
+
+
+# (family, v-prediction) -> sd-scripts' ss_base_model_version and the SAI model spec's architecture
+KOHYA_VERSIONS = {("sd1", False): "sd_v1", ("sd1", True): "sd_v2_v", ("sd2", False): "sd_v2",
+                  ("sd2", True): "sd_v2_v", ("sdxl", False): "sdxl_base_v1-0", ("sdxl", True): "sdxl_base_v1-0"}
+MODELSPEC_ARCHITECTURES = {
+    ("sd1", False): "stable-diffusion-v1/lora", ("sd1", True): "stable-diffusion-v2-768-v/lora",
+    ("sd2", False): "stable-diffusion-v2-512/lora", ("sd2", True): "stable-diffusion-v2-768-v/lora",
+    ("sdxl", False): "stable-diffusion-xl-v1-base/lora", ("sdxl", True): "stable-diffusion-xl-v1-base/lora"}
+
+
+def sgm_unet_key(key: str, layers_per_block: int) -> str:
+    """A kohya UNet key in diffusers' block names -> SDXL's original (SGM) names, as sd-scripts writes them.
+
+    Attention block j of down block i is input block 1 + (layers_per_block + 1) * i + j (each level also
+    holds its resnets' and downsampler's slots), of up block i output block (layers_per_block + 1) * i + j;
+    the attention is sub-module 1 of each (0 is the resnet). diffusers' loader maps these back
+    (`_maybe_map_sgm_blocks_to_diffusers`).
+    """
+    import re
+
+    per_level = layers_per_block + 1
+    key = re.sub(r"^lora_unet_down_blocks_(\d+)_attentions_(\d+)_",
+                 lambda m: f"lora_unet_input_blocks_{1 + per_level * int(m[1]) + int(m[2])}_1_", key)
+    key = re.sub(r"^lora_unet_up_blocks_(\d+)_attentions_(\d+)_",
+                 lambda m: f"lora_unet_output_blocks_{per_level * int(m[1]) + int(m[2])}_1_", key)
+    return re.sub(r"^lora_unet_mid_block_attentions_0_", "lora_unet_middle_block_1_", key)
 
 
 def license_metadata(metadata: dict) -> tuple[dict, dict[str, str]]:
@@ -221,8 +290,9 @@ def _header(path: str | Path) -> dict[str, str]:
 def load_adapter(pipe, adapter_dir: str | Path, name: str) -> None:
     """Load a saved diffusers-format adapter into the pipeline under `name` (base weights untouched).
 
-    The UNet part goes through diffusers' own loader; a text-encoder part through peft directly
-    (see `_add_text_encoder_adapter`), which is what `pipe.load_lora_weights` would do.
+    The UNet part goes through diffusers' own loader; text-encoder parts (SDXL: `text_encoder.` and
+    `text_encoder_2.` keys) through peft directly (see `_add_text_encoder_adapter`), which is what
+    `pipe.load_lora_weights` would do.
     """
     from diffusers.utils import convert_state_dict_to_peft
     from peft import LoraConfig
@@ -231,16 +301,17 @@ def load_adapter(pipe, adapter_dir: str | Path, name: str) -> None:
     state, alphas, meta = pipe.lora_state_dict(str(adapter_dir), weight_name=WEIGHT_NAME, return_lora_metadata=True)
     pipe.load_lora_into_unet(state, network_alphas=alphas, unet=pipe.unet, adapter_name=name, metadata=meta,
                              _pipeline=pipe)
-    prefix = "text_encoder."
-    te_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not hasattr(pipe.text_encoder, "text_model"):  # transformers 5's flattened CLIPTextModel
-        te_state = {k.removeprefix(CLIP_PREFIX): v for k, v in te_state.items()}
-    if te_state:
+    for te_name, te in text_encoders(pipe):
+        prefix = te_name + "."
+        te_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not hasattr(te, "text_model"):  # transformers 5's flattened CLIPTextModel
+            te_state = {k.removeprefix(CLIP_PREFIX): v for k, v in te_state.items()}
+        if not te_state:
+            continue
         te_meta = {k[len(prefix):]: v for k, v in (meta or {}).items() if k.startswith(prefix)}
         if not te_meta:
-            raise ValueError(f"{adapter_dir}: text-encoder LoRA without its config in the header")
+            raise ValueError(f"{adapter_dir}: {te_name} LoRA without its config in the header")
         config = LoraConfig(**{k: v for k, v in te_meta.items() if k in LoraConfig.__dataclass_fields__})
-        te = pipe.text_encoder
         _add_text_encoder_adapter(te, config, name)
         set_peft_model_state_dict(te, convert_state_dict_to_peft(te_state), adapter_name=name)
         te.to(device=pipe.unet.device, dtype=te.dtype)

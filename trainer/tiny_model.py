@@ -108,7 +108,47 @@ def _sd15_configs() -> dict:
     }
 
 
-ARCHITECTURES = {"tiny": _tiny_configs, "sd15": _sd15_configs}
+def _tiny_sdxl_configs() -> dict:
+    """SDXL's layout at the tiny model's size: two text encoders whose penultimate states are concatenated
+    (32 + 32 = the UNet's cross-attention width), the second one's pooled projection, and the UNet's
+    "text_time" embedding of that projection plus six micro-conditioning numbers (sizes and crop)."""
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "projection_dim": 32}
+    return {
+        "unet": {"sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 1,
+                 "block_out_channels": (32, 64), "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+                 "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"), "cross_attention_dim": 64,
+                 "attention_head_dim": (2, 4), "use_linear_projection": True, "norm_num_groups": 16,
+                 "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
+                 "projection_class_embeddings_input_dim": 6 * 8 + text["projection_dim"]},
+        "vae": {**_tiny_configs()["vae"], "scaling_factor": 0.13025, "force_upcast": True},
+        "text": text,
+        "text_2": text,
+    }
+
+
+def _sdxl_configs() -> dict:
+    """The shapes of stabilityai/stable-diffusion-xl-base-1.0, written out (no download)."""
+    return {
+        "unet": {"sample_size": 128, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+                 "block_out_channels": (320, 640, 1280),
+                 "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 "transformer_layers_per_block": (1, 2, 10), "cross_attention_dim": 2048,
+                 "attention_head_dim": (5, 10, 20), "use_linear_projection": True, "norm_num_groups": 32,
+                 "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
+                 "projection_class_embeddings_input_dim": 2816},
+        "vae": {**_sd15_configs()["vae"], "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True},
+        "text": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
+                 "projection_dim": 768, "hidden_act": "quick_gelu"},
+        "text_2": {"hidden_size": 1280, "intermediate_size": 5120, "num_attention_heads": 20,
+                   "num_hidden_layers": 32, "projection_dim": 1280, "hidden_act": "gelu"},
+    }
+
+
+ARCHITECTURES = {"tiny": _tiny_configs, "sd15": _sd15_configs, "tiny-sdxl": _tiny_sdxl_configs,
+                 "sdxl": _sdxl_configs}
+SDXL_ARCHITECTURES = ("tiny-sdxl", "sdxl")
 
 
 def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type: str = "epsilon",
@@ -136,9 +176,38 @@ def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type:
             tokenizer = write_clip_tokenizer(tmp)
     else:
         tokenizer = write_clip_tokenizer(tokenizer_dir)
+    if arch in SDXL_ARCHITECTURES:
+        return _sdxl_pipeline(cfg, seed=seed, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              prediction_type=prediction_type)
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=_scheduler(prediction_type), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+
+
+def _sdxl_pipeline(cfg: dict, *, seed: int, unet, vae, text_encoder, tokenizer, prediction_type: str):
+    """A StableDiffusionXLPipeline around the parts built so far, plus its second text encoder and tokenizer.
+
+    The second tokenizer pads with "!" (id 0), as SDXL base's OpenCLIP tokenizer does; its ids are otherwise
+    the first one's.
+    """
+    import copy
+
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed + 4)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=MAX_TOKENS,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=0, **cfg["text_2"]))
+    tokenizer_2 = copy.deepcopy(tokenizer)
+    tokenizer_2.pad_token = "!"
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       num_train_timesteps=1000, prediction_type=prediction_type,
+                                       timestep_spacing="leading", steps_offset=1)
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
 TINY_CHECKER_SIZE = 32  # the tiny checker's input images, in pixels (the real one reads 224)
@@ -174,14 +243,34 @@ def build_tiny_safety_checker(*, seed: int = 0):
     return checker.eval(), processor
 
 
-def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str = "epsilon") -> Path:
-    """Save a tiny seeded pipeline, with its tiny safety checker, in the diffusers layout under `out_dir`."""
+TINY_ARCHS = {"sd1": "tiny", "sdxl": "tiny-sdxl"}  # make_tiny_model's `arch` -> ARCHITECTURES entry
+
+
+def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str = "epsilon",
+                    arch: str = "sd1") -> Path:
+    """Save a tiny seeded pipeline, with its tiny safety checker, in the diffusers layout under `out_dir`.
+
+    `arch` "sd1" is SD 1.x-shaped (SD 2.x with `prediction_type="v_prediction"`), "sdxl" SDXL base-shaped.
+    SDXL repositories ship no safety checker in model_index.json; the tiny one still sits in
+    `safety_checker/` and `feature_extractor/`, where trainer.safety looks for a model's own checker.
+    """
+    if arch not in TINY_ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(TINY_ARCHS)}, not {arch!r}")
     out = Path(out_dir)
-    pipe = build_random_pipeline("tiny", seed=seed, prediction_type=prediction_type)
+    pipe = build_random_pipeline(TINY_ARCHS[arch], seed=seed, prediction_type=prediction_type)
     checker, processor = build_tiny_safety_checker(seed=seed)
-    pipe.register_modules(safety_checker=checker, feature_extractor=processor)
-    pipe.register_to_config(requires_safety_checker=True)
-    pipe.save_pretrained(out, safe_serialization=True)
+    if arch == "sdxl":
+        pipe.save_pretrained(out, safe_serialization=True)
+        checker.save_pretrained(out / "safety_checker", safe_serialization=True)
+        processor.save_pretrained(out / "feature_extractor")
+        tokenizer_2 = write_clip_tokenizer(out / "tokenizer_2")
+        tokenizer_2.pad_token = "!"
+        tokenizer_2.save_pretrained(out / "tokenizer_2")
+    else:
+        pipe.register_modules(safety_checker=checker, feature_extractor=processor)
+        pipe.register_to_config(requires_safety_checker=True)
+        pipe.save_pretrained(out, safe_serialization=True)
     write_clip_tokenizer(out / "tokenizer")  # keep vocab.json + merges.txt beside tokenizer.json
-    licenses.write_test_model_card(out, title="dreambot tiny test model")  # its license, read like a real card's
+    title = "dreambot tiny SDXL test model" if arch == "sdxl" else "dreambot tiny test model"
+    licenses.write_test_model_card(out, title=title)  # its license, read like a real card's
     return out

@@ -1,9 +1,12 @@
 """The DreamBooth LoRA training loop, with prior preservation, checkpoints, resume and sample grids.
 
-`train()` reads top to bottom: seed, build (adapters, optimizer, precomputed data), resume from
-the newest checkpoint, then per step: learning rate, forward, loss, backward, clip, step, log,
-save. It knows nothing of the queue: progress, checkpoints and cancellation go through a
-`Callbacks` object, so the worker, the CLI and the tests drive the same code.
+`train()` reads top to bottom: seed, encode the data, add the adapters, `_build` (noise schedule,
+optimizer, resume from the newest checkpoint), `_loop` (per step: `_step` = learning rate, forward,
+loss, backward, clip, step; then log and checkpoint), `_export`. Checkpoint save and resume live in
+trainer.checkpoints. It knows nothing of the queue: progress, checkpoints and cancellation go through a
+`Callbacks` object, so the worker, the CLI and the tests drive the same code. The same loop trains
+SD 1.x/2.x and SDXL: for SDXL the UNet also gets the pooled prompt and each latent's size and crop
+conditioning (`added_cond_kwargs`), read from trainer.data.
 
 Layout under `out_dir` (a job's folder):
     config.json                       the resolved TrainConfig
@@ -20,10 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,21 +34,20 @@ import numpy as np
 import torch
 
 from storage.provenance import Marks, sha256_file
-from trainer import data, lora
+from trainer import checkpoints, data, lora, memory
 from trainer.atomic import atomic_dir, atomic_file
+from trainer.checkpoints import Checkpoint
 from trainer.config import TrainConfig
 from trainer.errors import InputError, OutOfMemory
 from trainer.generate import render, save_grid
 from trainer.losses import add_noise, diffusion_target, lr_at, min_snr_weights, prior_preservation_loss
-from trainer.models import Runtime
+from trainer.models import Runtime, family_name
 from trainer.safety import ScreenedTiles
 
 TileChecker = Callable[[Sequence], ScreenedTiles]  # a grid's tiles in, the tiles to save out (trainer.safety)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "step-"
-CHECKPOINT_KOHYA = "kohya.safetensors"  # the checkpoint's kohya copy, beside adapter/ (bot/exports.py reads it)
 LOG_EVERY_SECONDS = 5.0  # progress is reported this often (and at checkpoints); reading the loss syncs the GPU
 
 
@@ -62,19 +62,6 @@ class Progress:
     seconds_per_step: float
     eta_seconds: float
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    step: int
-    path: Path  # the checkpoint folder
-    adapter_dir: Path  # loadable diffusers adapter inside it
-    grid: Path | None  # sample grid made at this step
-    removed: tuple[Path, ...] = ()  # older checkpoint folders deleted to keep the newest K
-    final: bool = False
-    grid_nsfw: bool = False  # the grid shows a tile the safety checker flagged (kept: spoiler policy)
-    grid_withheld: int = 0  # flagged tiles saved as plain grey tiles (block policy)
-    grid_flagged: int = 0  # tiles the safety checker flagged, withheld or not
 
 
 class Callbacks:
@@ -123,7 +110,8 @@ def train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths: list[Path
           out_dir: Path, export_dir: Path, kohya_path: Path, metadata: dict | None = None,
           callbacks: Callbacks | None = None, check_tiles: TileChecker | None = None,
           marks: Marks | None = None) -> TrainResult:
-    """Train a LoRA on the photos; on CUDA out-of-memory, retry once with gradient checkpointing and 8-bit AdamW.
+    """Train a LoRA on the photos; on CUDA out-of-memory, retry down the memory plan's ladder (trainer.memory:
+    gradient checkpointing, then 8-bit AdamW, then smaller batches, down to batch 1).
 
     `check_tiles` screens every sample grid's tiles before it is saved (the worker passes the safety
     checker and the guild's policy); None saves them unchecked, for runs whose grids nobody is shown.
@@ -133,35 +121,32 @@ def train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths: list[Path
     args = dict(instance_paths=instance_paths, class_dir=class_dir, out_dir=out_dir, export_dir=export_dir,
                 kohya_path=kohya_path, metadata=metadata or {}, callbacks=callbacks or Callbacks(),
                 check_tiles=check_tiles, marks=marks)
-    try:
-        return _train(pipe, runtime, cfg, **args)
-    except torch.cuda.OutOfMemoryError:
-        if cfg.gradient_checkpointing and cfg.optimizer == "adamw8bit":
-            raise _out_of_memory(cfg) from None
-    # Outside the except block, so the traceback's frames (and their tensors) are already freed.
-    free_memory()
-    cfg = dataclasses.replace(cfg, gradient_checkpointing=True, optimizer="adamw8bit")
-    args["callbacks"].on_message("Out of GPU memory: retrying with gradient checkpointing and 8-bit AdamW.")
-    log.warning("CUDA out of memory; retrying with gradient checkpointing and 8-bit AdamW")
-    try:
-        return _train(pipe, runtime, cfg, **args)
-    except torch.cuda.OutOfMemoryError:
-        pass
-    free_memory()
-    raise _out_of_memory(cfg)
+    retries = memory.ladder(memory.MemoryPlan(cfg.batch_size, cfg.gradient_checkpointing, cfg.optimizer))
+    while True:
+        try:
+            return _train(pipe, runtime, cfg, **args)
+        except torch.cuda.OutOfMemoryError:
+            pass
+        # Outside the except block, so the traceback's frames (and their tensors) are already freed.
+        free_memory()
+        if not retries:
+            raise _out_of_memory(cfg)
+        plan = retries.pop(0)
+        cfg = dataclasses.replace(cfg, batch_size=plan.batch_size, gradient_checkpointing=plan.gradient_checkpointing,
+                                  optimizer=plan.optimizer)
+        args["callbacks"].on_message(f"Out of GPU memory: retrying with {plan.describe()}.")
+        log.warning("CUDA out of memory; retrying with %s", plan.describe())
 
 
 def _out_of_memory(cfg: TrainConfig) -> OutOfMemory:
-    return OutOfMemory(f"Training ran out of GPU memory even with gradient checkpointing and 8-bit AdamW "
-                       f"(resolution {cfg.resolution}, rank {cfg.rank}). Use a smaller preset or resolution, "
-                       "or a GPU with more memory.")
+    return OutOfMemory(f"Training ran out of GPU memory even with gradient checkpointing and 8-bit AdamW at batch "
+                       f"{cfg.batch_size} (resolution {cfg.resolution}, rank {cfg.rank}). Use a smaller preset or "
+                       "resolution, or a GPU with more memory.")
 
 
 def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_dir, out_dir: Path,
            export_dir: Path, kohya_path: Path, metadata: dict, callbacks: Callbacks,
            check_tiles: TileChecker | None, marks: Marks | None) -> TrainResult:
-    from diffusers import DDPMScheduler
-
     started = time.perf_counter()
     if not instance_paths:
         raise InputError("There are no photos to train on: add at least one photo of the subject.")
@@ -171,113 +156,21 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
     (out_dir / "config.json").write_text(cfg.to_json())
     set_seed(cfg.seed)
 
-    # Build: the noise schedule the base model was trained with, the data (encoded once), the adapters.
-    noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
-    alphas_cumprod = noise_schedule.alphas_cumprod.to(runtime.device)
-    prediction_type = noise_schedule.config.prediction_type
-    n_timesteps = noise_schedule.config.num_train_timesteps
+    # The data is encoded once, before the adapters exist; the adapters are removed whatever happens.
     train_data = data.prepare(
         pipe, instance_paths=instance_paths, class_dir=class_dir if cfg.prior_preservation else None,
         instance_prompt=cfg.instance_prompt, class_prompt=cfg.class_prompt, resolution=cfg.resolution,
         flip=cfg.flip, text_encoder_frozen=not cfg.train_text_encoder)
     params = lora.add_train_adapters(pipe, rank=cfg.rank, alpha=cfg.alpha, text_encoder=cfg.train_text_encoder)
     try:
-        if cfg.gradient_checkpointing:
-            pipe.unet.enable_gradient_checkpointing()
-        # The compiled module shares the UNet's weights; sample grids keep using the plain one.
-        unet_forward = torch.compile(pipe.unet) if cfg.compile_unet else pipe.unet
-        optimizer = _optimizer(params, cfg, runtime)
-        # fp16 base weights need loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
-        scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.dtype_name == "float16")
-        generator = torch.Generator(runtime.device).manual_seed(cfg.seed)
-        start = _resume(pipe, optimizer, scaler, generator, cfg, out_dir)
-        if start:
-            callbacks.on_message(f"Resuming from the checkpoint at step {start} of {cfg.steps}.")
-            log.info("resuming %s from step %d", out_dir, start)
-        result = TrainResult(step=start, stopped=False, resumed_from=start or None, config=cfg)
-        meta = {**_metadata(cfg, prediction_type), **metadata}
-
-        b = cfg.batch_size
-        n_class = b if train_data.classes is not None else 0
-        sums, since, window_start = torch.zeros(3, device=runtime.device), 0, time.perf_counter()
-        pipe.unet.train()
-        for step in range(start, cfg.steps):
-            if callbacks.should_stop():
-                if step > (result.checkpoints[-1].step if result.checkpoints else start):
-                    result.checkpoints.append(_checkpoint(pipe, optimizer, scaler, generator, cfg, out_dir, step,
-                                                          meta, grid=False, lr=lr_at(step, cfg)))
-                    callbacks.on_checkpoint(result.checkpoints[-1])
-                result.stopped, result.step = True, step
-                break
-
-            # Learning rate for this step: a pure function of the step, so resuming needs no scheduler state.
-            lr = lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-            # Forward: one fused batch, instance examples first, class examples after.
-            latents = train_data.instance.sample(b, generator, pipe.vae.config.scaling_factor)
-            if n_class:
-                latents = torch.cat([latents, train_data.classes.sample(n_class, generator,
-                                                                        pipe.vae.config.scaling_factor)])
-            noise = torch.randn(latents.shape, generator=generator, device=runtime.device)
-            if cfg.noise_offset:
-                noise = noise + cfg.noise_offset * torch.randn(
-                    (*latents.shape[:2], 1, 1), generator=generator, device=runtime.device)
-            timesteps = torch.randint(0, n_timesteps, (latents.shape[0],), generator=generator,
-                                      device=runtime.device)
-            noisy = add_noise(latents, noise, timesteps, alphas_cumprod)
-            with torch.autocast(runtime.device, dtype=runtime.dtype, enabled=runtime.autocast):
-                hidden = _prompt_states(pipe, train_data, b, n_class)
-                pred = unet_forward(noisy.to(runtime.dtype), timesteps, hidden.to(runtime.dtype)).sample
-
-            # Loss (pure function), backward, clip, step.
-            target = diffusion_target(noise, latents, timesteps, prediction_type=prediction_type,
-                                      alphas_cumprod=alphas_cumprod)
-            weights = None if cfg.snr_gamma is None else min_snr_weights(
-                timesteps, alphas_cumprod, gamma=cfg.snr_gamma, prediction_type=prediction_type)
-            loss = prior_preservation_loss(pred, target, b, cfg.prior_loss_weight, weights)
-            scaler.scale(loss.total).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-
-            # Log: losses stay on the device and are read every few seconds, not every step.
-            sums += torch.stack([loss.total.detach(), loss.instance, loss.prior])
-            since += 1
-            done = step + 1
-            checkpoint_now = done % cfg.checkpoint_every == 0 or done == cfg.steps
-            if checkpoint_now or time.perf_counter() - window_start >= LOG_EVERY_SECONDS:
-                total, inst, prior = (sums / since).tolist()
-                per_step = (time.perf_counter() - window_start) / since
-                callbacks.on_progress(Progress(done, cfg.steps, total, inst, prior, lr, per_step,
-                                               per_step * (cfg.steps - done)))
-                sums.zero_()
-                since, window_start = 0, time.perf_counter()
-
-            # Save: an atomic checkpoint and a sample grid every checkpoint_every steps and at the end.
-            if checkpoint_now:
-                pipe.unet.eval()
-                result.checkpoints.append(_checkpoint(pipe, optimizer, scaler, generator, cfg, out_dir, done,
-                                                      meta, grid=True, lr=lr, final=done == cfg.steps,
-                                                      check_tiles=check_tiles, marks=marks))
-                pipe.unet.train()
-                callbacks.on_checkpoint(result.checkpoints[-1])
-                window_start = time.perf_counter()  # the grid's time is not training time
-            result.step = done
-
+        run = _build(pipe, runtime, cfg, train_data=train_data, params=params, out_dir=out_dir, metadata=metadata)
+        if run.start:
+            callbacks.on_message(f"Resuming from the checkpoint at step {run.start} of {cfg.steps}.")
+            log.info("resuming %s from step %d", out_dir, run.start)
+        result = _loop(pipe, runtime, cfg, run, out_dir=out_dir, callbacks=callbacks, check_tiles=check_tiles,
+                       marks=marks)
         if not result.stopped:
-            # Each written whole under a temporary name, then renamed: a crash never leaves a half-written
-            # adapter that looks real.
-            meta["steps_done"] = result.step
-            with atomic_dir(export_dir) as tmp:
-                lora.save_adapter(pipe, tmp, metadata=meta)
-                (tmp / "config.json").write_text(cfg.to_json())
-            with atomic_file(kohya_path) as tmp:
-                lora.save_kohya(pipe, tmp, rank=cfg.rank, alpha=cfg.alpha, metadata=meta)
-            result.adapter_dir, result.kohya_path = export_dir, kohya_path
+            _export(pipe, cfg, run.meta, result, export_dir=export_dir, kohya_path=kohya_path)
         grids = [c.grid for c in result.checkpoints if c.grid]
         result.grid = grids[-1] if grids else None
         result.seconds = time.perf_counter() - started
@@ -289,18 +182,185 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
         lora.remove_train_adapters(pipe)
 
 
-def _prompt_states(pipe, train_data: data.TrainingData, n_instance: int, n_class: int) -> torch.Tensor:
-    """Text-encoder states for the fused batch: cached when frozen, recomputed when its LoRA trains."""
+@dataclass
+class _Run:
+    """What the build stage makes and the loop uses."""
+
+    alphas_cumprod: torch.Tensor  # the noise schedule the base model was trained with
+    prediction_type: str  # "epsilon" or "v_prediction"
+    n_timesteps: int
+    train_data: data.TrainingData
+    params: list  # the LoRA parameters being trained
+    unet_forward: Callable  # the UNet, or its compiled form
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator  # all the noise, timesteps and example picks of the run
+    start: int  # the step resumed from (0: a fresh run)
+    meta: dict  # written into every saved adapter
+
+
+def _build(pipe, runtime: Runtime, cfg: TrainConfig, *, train_data: data.TrainingData, params: list,
+           out_dir: Path, metadata: dict) -> _Run:
+    """Noise schedule, optimizer, loss scaler and noise generator; then resume from the newest checkpoint."""
+    from diffusers import DDPMScheduler
+
+    noise_schedule = DDPMScheduler.from_config(pipe.scheduler.config)
+    if cfg.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    # The compiled module shares the UNet's weights; sample grids keep using the plain one.
+    unet_forward = torch.compile(pipe.unet) if cfg.compile_unet else pipe.unet
+    optimizer = _optimizer(params, cfg, runtime)
+    # fp16 base weights need loss scaling; bf16 and fp32 do not (the scaler is then a no-op)
+    scaler = torch.amp.GradScaler(runtime.device, enabled=runtime.dtype_name == "float16")
+    generator = torch.Generator(runtime.device).manual_seed(cfg.seed)
+    start = checkpoints.resume(pipe, optimizer, scaler, generator, cfg, out_dir)
+    prediction_type = noise_schedule.config.prediction_type
+    return _Run(alphas_cumprod=noise_schedule.alphas_cumprod.to(runtime.device), prediction_type=prediction_type,
+                n_timesteps=noise_schedule.config.num_train_timesteps, train_data=train_data, params=params,
+                unet_forward=unet_forward, optimizer=optimizer, scaler=scaler, generator=generator, start=start,
+                meta={**_metadata(cfg, prediction_type), "family": family_name(pipe), **metadata})
+
+
+def _step(pipe, runtime: Runtime, cfg: TrainConfig, run: _Run, step: int):
+    """One optimizer step: learning rate, forward, loss, backward, clip, step. Returns (loss, lr)."""
+    # Learning rate for this step: a pure function of the step, so resuming needs no scheduler state.
+    lr = lr_at(step, cfg)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+
+    # Forward: one fused batch, instance examples first, class examples after.
+    b = cfg.batch_size
+    n_class = b if run.train_data.classes is not None else 0
+    scaling = pipe.vae.config.scaling_factor
+    latents, time_ids = run.train_data.instance.draw(b, run.generator, scaling)
+    if n_class:
+        class_latents, class_time_ids = run.train_data.classes.draw(n_class, run.generator, scaling)
+        latents = torch.cat([latents, class_latents])
+        time_ids = None if time_ids is None else torch.cat([time_ids, class_time_ids])
+    noise = torch.randn(latents.shape, generator=run.generator, device=runtime.device)
+    if cfg.noise_offset:
+        noise = noise + cfg.noise_offset * torch.randn(
+            (*latents.shape[:2], 1, 1), generator=run.generator, device=runtime.device)
+    timesteps = torch.randint(0, run.n_timesteps, (latents.shape[0],), generator=run.generator,
+                              device=runtime.device)
+    noisy = add_noise(latents, noise, timesteps, run.alphas_cumprod)
+    with torch.autocast(runtime.device, dtype=runtime.dtype, enabled=runtime.autocast):
+        hidden, pooled = _prompt_states(pipe, run.train_data, b, n_class)
+        # SDXL's UNet also reads the pooled prompt and each latent's own size and crop conditioning
+        added = None if pooled is None else {"text_embeds": pooled.to(runtime.dtype),
+                                             "time_ids": time_ids.to(runtime.device, runtime.dtype)}
+        pred = run.unet_forward(noisy.to(runtime.dtype), timesteps, hidden.to(runtime.dtype),
+                                added_cond_kwargs=added).sample
+
+    # Loss (pure function), backward, clip, step.
+    target = diffusion_target(noise, latents, timesteps, prediction_type=run.prediction_type,
+                              alphas_cumprod=run.alphas_cumprod)
+    weights = None if cfg.snr_gamma is None else min_snr_weights(
+        timesteps, run.alphas_cumprod, gamma=cfg.snr_gamma, prediction_type=run.prediction_type)
+    loss = prior_preservation_loss(pred, target, b, cfg.prior_loss_weight, weights)
+    run.scaler.scale(loss.total).backward()
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss, lr
+
+
+def _loop(pipe, runtime: Runtime, cfg: TrainConfig, run: _Run, *, out_dir: Path, callbacks: Callbacks,
+          check_tiles: TileChecker | None, marks: Marks | None) -> TrainResult:
+    """Steps from the resumed one to cfg.steps: step, log, checkpoint; a stop request checkpoints and returns."""
+    result = TrainResult(step=run.start, stopped=False, resumed_from=run.start or None, config=cfg)
+    sums, since, window_start = torch.zeros(3, device=runtime.device), 0, time.perf_counter()
+    pipe.unet.train()
+    for step in range(run.start, cfg.steps):
+        if callbacks.should_stop():
+            if step > (result.checkpoints[-1].step if result.checkpoints else run.start):
+                result.checkpoints.append(_checkpoint(pipe, cfg, run, out_dir, step, grid=False,
+                                                      lr=lr_at(step, cfg)))
+                callbacks.on_checkpoint(result.checkpoints[-1])
+            result.stopped, result.step = True, step
+            break
+
+        loss, lr = _step(pipe, runtime, cfg, run, step)
+
+        # Log: losses stay on the device and are read every few seconds, not every step.
+        sums += torch.stack([loss.total.detach(), loss.instance, loss.prior])
+        since += 1
+        done = step + 1
+        checkpoint_now = done % cfg.checkpoint_every == 0 or done == cfg.steps
+        if checkpoint_now or time.perf_counter() - window_start >= LOG_EVERY_SECONDS:
+            total, inst, prior = (sums / since).tolist()
+            per_step = (time.perf_counter() - window_start) / since
+            callbacks.on_progress(Progress(done, cfg.steps, total, inst, prior, lr, per_step,
+                                           per_step * (cfg.steps - done)))
+            sums.zero_()
+            since, window_start = 0, time.perf_counter()
+
+        # Save: an atomic checkpoint and a sample grid every checkpoint_every steps and at the end.
+        if checkpoint_now:
+            pipe.unet.eval()
+            result.checkpoints.append(_checkpoint(pipe, cfg, run, out_dir, done, grid=True, lr=lr,
+                                                  final=done == cfg.steps, check_tiles=check_tiles, marks=marks))
+            pipe.unet.train()
+            callbacks.on_checkpoint(result.checkpoints[-1])
+            window_start = time.perf_counter()  # the grid's time is not training time
+        result.step = done
+    return result
+
+
+def _export(pipe, cfg: TrainConfig, meta: dict, result: TrainResult, *, export_dir: Path, kohya_path: Path) -> None:
+    """The final adapter in diffusers and kohya format."""
+    # Each written whole under a temporary name, then renamed: a crash never leaves a half-written
+    # adapter that looks real.
+    meta["steps_done"] = result.step
+    with atomic_dir(export_dir) as tmp:
+        lora.save_adapter(pipe, tmp, metadata=meta)
+        (tmp / "config.json").write_text(cfg.to_json())
+    with atomic_file(kohya_path) as tmp:
+        lora.save_kohya(pipe, tmp, rank=cfg.rank, alpha=cfg.alpha, metadata=meta)
+    result.adapter_dir, result.kohya_path = export_dir, kohya_path
+
+
+def _checkpoint(pipe, cfg: TrainConfig, run: _Run, out_dir: Path, step: int, *, grid: bool, lr: float,
+                final: bool = False, check_tiles: TileChecker | None = None,
+                marks: Marks | None = None) -> Checkpoint:
+    """A checkpoint (trainer.checkpoints), then, when asked, its sample grid."""
+    saved = checkpoints.save(pipe, run.optimizer, run.scaler, run.generator, cfg, out_dir, step, run.meta, lr=lr,
+                             final=final)
+    if not grid:
+        return saved
+    prompts, seeds = cfg.grid_layout()
+    images = render(pipe, prompts, seeds=seeds, steps=cfg.grid_steps or cfg.sample_steps,
+                    guidance=cfg.guidance_scale, resolution=cfg.grid_resolution or cfg.resolution)
+    screened = check_tiles(images) if check_tiles is not None else ScreenedTiles(images, False, 0)
+    if marks is not None:  # the grid was drawn with this checkpoint's adapter: its file's hash says which
+        marks = dataclasses.replace(marks, lora_sha256=(sha256_file(saved.adapter_dir / lora.WEIGHT_NAME),))
+    grid_path = save_grid(screened.tiles, cols=len(seeds), path=out_dir / "grids" / f"{saved.path.name}.png",
+                          marks=marks)
+    return dataclasses.replace(saved, grid=grid_path, grid_nsfw=screened.nsfw, grid_withheld=screened.withheld,
+                               grid_flagged=screened.flagged)
+
+
+def _prompt_states(pipe, train_data: data.TrainingData, n_instance: int,
+                   n_class: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(Text-encoder states, SDXL's pooled projection or None) for the fused batch: cached when frozen,
+    recomputed when their LoRA trains."""
+    counts = [n_instance] + ([n_class] if n_class else [])
+    sdxl = train_data.instance_ids_2 is not None
     if train_data.instance_emb is not None:
-        parts = [train_data.instance_emb.expand(n_instance, -1, -1)]
-        if n_class:
-            parts.append(train_data.class_emb.expand(n_class, -1, -1))
-    else:
-        ids = [train_data.instance_ids.expand(n_instance, -1)]
-        if n_class:
-            ids.append(train_data.class_ids.expand(n_class, -1))
-        parts = [pipe.text_encoder(torch.cat(ids))[0]]
-    return torch.cat(parts)
+        hidden = torch.cat([e.expand(n, -1, -1) for e, n in zip(
+            (train_data.instance_emb, train_data.class_emb), counts, strict=False)])
+        pooled = torch.cat([e.expand(n, -1) for e, n in zip(
+            (train_data.instance_pooled, train_data.class_pooled), counts, strict=False)]) if sdxl else None
+        return hidden, pooled
+    ids = torch.cat([i.expand(n, -1) for i, n in zip((train_data.instance_ids, train_data.class_ids), counts,
+                                                      strict=False)])
+    if sdxl:
+        ids_2 = torch.cat([i.expand(n, -1) for i, n in zip((train_data.instance_ids_2, train_data.class_ids_2),
+                                                            counts, strict=False)])
+        return data.sdxl_text_states(pipe, ids, ids_2)
+    return pipe.text_encoder(ids)[0], None
 
 
 def _optimizer(params: list, cfg: TrainConfig, runtime: Runtime):
@@ -322,89 +382,3 @@ def _metadata(cfg: TrainConfig, prediction_type: str) -> dict:
             "learning_rate": cfg.learning_rate, "rank": cfg.rank, "alpha": cfg.alpha,
             "train_text_encoder": cfg.train_text_encoder, "resolution": cfg.resolution,
             "prediction_type": prediction_type, "format": "dreambot-lora/1"}
-
-
-# --- checkpoints ---------------------------------------------------------------------------------
-
-def checkpoint_dirs(out_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a folder only gets its final name once fully written)."""
-    root = out_dir / "checkpoints"
-    return sorted(root.glob(f"{CHECKPOINT_PREFIX}[0-9]*")) if root.is_dir() else []
-
-
-def _checkpoint(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path, step: int, meta: dict, *,
-                grid: bool, lr: float, final: bool = False, check_tiles: TileChecker | None = None,
-                marks: Marks | None = None) -> Checkpoint:
-    from safetensors.torch import save_file
-
-    root = out_dir / "checkpoints"
-    name = f"{CHECKPOINT_PREFIX}{step:06d}"
-    final_dir = root / name
-    saved_meta = {**meta, "steps_done": step}
-    # Written whole under a temporary name, then renamed, so checkpoint_dirs never sees a partial one; a stop
-    # right after a checkpoint at the same step replaces it.
-    with atomic_dir(final_dir) as tmp:
-        save_file(lora.trainable_state(pipe), str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}, tmp / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
-        py_version, py_state, py_gauss = random.getstate()
-        np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-        state = {"step": step, "lr": lr, "optimizer": type(optimizer).__name__,
-                 "config": json.loads(cfg.to_json()), "python_random": [py_version, list(py_state), py_gauss],
-                 "numpy_random": [np_name, np_keys.tolist(), np_pos, np_has_gauss, np_gauss]}
-        (tmp / "state.json").write_text(json.dumps(state))
-        lora.save_adapter(pipe, tmp / "adapter", metadata=saved_meta)
-        # Its own kohya copy, so an owner who keeps this checkpoint exports this step in either format.
-        lora.save_kohya(pipe, tmp / CHECKPOINT_KOHYA, rank=cfg.rank, alpha=cfg.alpha, metadata=saved_meta)
-
-    removed = tuple(checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints])
-    for old in removed:
-        shutil.rmtree(old, ignore_errors=True)
-    grid_path, screened = None, ScreenedTiles([], False, 0)
-    if grid:
-        images = render(pipe, cfg.sample_prompts(), seeds=cfg.sample_seeds, steps=cfg.sample_steps,
-                        guidance=cfg.guidance_scale, resolution=cfg.resolution)
-        screened = check_tiles(images) if check_tiles is not None else ScreenedTiles(images, False, 0)
-        if marks is not None:  # the grid was drawn with this checkpoint's adapter: its file's hash says which
-            marks = dataclasses.replace(marks, lora_sha256=(sha256_file(final_dir / "adapter" / lora.WEIGHT_NAME),))
-        grid_path = save_grid(screened.tiles, cols=len(cfg.sample_seeds), path=out_dir / "grids" / f"{name}.png",
-                              marks=marks)
-    return Checkpoint(step, final_dir, final_dir / "adapter", grid_path, removed, final, grid_nsfw=screened.nsfw,
-                      grid_withheld=screened.withheld, grid_flagged=screened.flagged)
-
-
-def _resume(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path) -> int:
-    """Load the newest checkpoint into the adapters, optimizer and RNGs; return its step (0 if none)."""
-    from safetensors.torch import load_file
-
-    found = checkpoint_dirs(out_dir)
-    if not found:
-        return 0
-    ckpt = found[-1]
-    state = json.loads((ckpt / "state.json").read_text())
-    saved = state["config"]
-    for key in ("base_model", "rank", "alpha", "train_text_encoder", "resolution", "batch_size"):
-        if saved.get(key) != getattr(cfg, key):
-            log.warning("not resuming from %s: %s was %r, now %r", ckpt, key, saved.get(key), getattr(cfg, key))
-            return 0
-    lora.load_trainable_state(pipe, load_file(str(ckpt / "trainable.safetensors"), device=str(pipe.unet.device)))
-    opt_state = torch.load(ckpt / "optimizer.pt", map_location=pipe.unet.device, weights_only=True)
-    if state["optimizer"] == type(optimizer).__name__:
-        optimizer.load_state_dict(opt_state["optimizer"])
-    else:  # e.g. the out-of-memory retry switched to 8-bit AdamW: moments restart, weights do not
-        log.warning("optimizer changed from %s to %s: its state starts afresh", state["optimizer"],
-                    type(optimizer).__name__)
-    scaler.load_state_dict(opt_state["scaler"])
-    rng = torch.load(ckpt / "rng.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    generator.set_state(rng["generator"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    version, py_state, gauss = state["python_random"]
-    random.setstate((version, tuple(py_state), gauss))
-    name, keys, pos, has_gauss, np_gauss = state["numpy_random"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, np_gauss))
-    return int(state["step"])

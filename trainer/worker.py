@@ -318,7 +318,8 @@ class Worker:
             await self._free_memory()
             self._runtime = self._runtime or models.pick_runtime(self.settings.device, self.settings.mixed_precision)
             log.info("loading base model %s on %s (%s)", source, self._runtime.device, self._runtime.dtype_name)
-            self._pipe = await asyncio.to_thread(models.load_pipeline, source, self._runtime)
+            self._pipe = await asyncio.to_thread(models.load_pipeline, source, self._runtime,
+                                                 **models.load_options(self.settings))
             self._pipe_source = source
             self._images = ImageGenerator(self._pipe, cache_size=self.settings.adapter_cache)
         return self._pipe
@@ -327,15 +328,19 @@ class Worker:
 
     async def _train(self, job, flags: _Flags, started: float) -> None:
         from trainer import config as train_config
-        from trainer import lora, safety, train
+        from trainer import lora, models, safety, train
 
         subject = await self._call(lifecycle.begin_training, job_id=job.id, lease_token=job.lease_token)
         photos = await self._call(subjects.photos, subject.id)
         if not photos:
             raise InputError("This subject has no photos: add some, then train again.")
-        cfg = train_config.resolve(self.settings, job.params, token=subject.token, class_noun=subject.class_noun)
+        source = job.params.get("model") or self.settings.base_model
+        family = (await asyncio.to_thread(models.family_of, source, self.settings.single_file_config)).name
+        cfg = train_config.resolve(self.settings, job.params, token=subject.token, class_noun=subject.class_noun,
+                                   family=family)
         pipe = await self._base(cfg.base_model)
         self._images.unload_all()  # training needs the plain base model
+        cfg = self._memory_plan(job, cfg)
 
         callbacks = _JobCallbacks(self, job, flags)
         check_tiles = safety.TileCheck(self._safety, await self._call(guilds.nsfw_mode, job.guild_id))
@@ -369,11 +374,30 @@ class Worker:
         self._tell("train_done", {"job_id": job.id, "subject_id": subject.id})
         log.info("job %d: trained subject %d in %.0f s", job.id, subject.id, result.seconds)
 
+    def _memory_plan(self, job, cfg):
+        """cfg with the batch, checkpointing and optimizer trainer.memory chooses (as given when "off"), logged."""
+        from trainer import memory
+
+        if self.settings.memory == "off":
+            return cfg
+        free = memory.free_bytes(self._runtime.device)
+        chosen = memory.plan(family=cfg.family, resolution=cfg.resolution, rank=cfg.rank,
+                             train_text_encoder=cfg.train_text_encoder, free_bytes=free, requested_batch=cfg.batch_size)
+        need = memory.estimate_bytes(family=cfg.family, resolution=cfg.resolution, rank=cfg.rank,
+                                     train_text_encoder=cfg.train_text_encoder, plan=chosen)
+        log.info("job %d: memory plan for %s at %d px: %s (estimated %.1f GiB; %s)", job.id, cfg.family,
+                 cfg.resolution, chosen.describe(), need / memory.GIB,
+                 "CPU" if free is None else f"{free / memory.GIB:.1f} GiB available")
+        return dataclasses.replace(cfg, batch_size=chosen.batch_size,
+                                   gradient_checkpointing=chosen.gradient_checkpointing, optimizer=chosen.optimizer)
+
     async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> Path:
         """The shared class-image set for this model, prompt and recipe: reused if any job made it before."""
         from trainer import data, models
 
-        key = data.class_cache_key(model=models.fingerprint(cfg.base_model), prompt=cfg.class_prompt,
+        model = await asyncio.to_thread(models.fingerprint, cfg.base_model, dtype=pipe.unet.dtype,
+                                        cache_path=models.weight_hash_cache(self.data_dir))
+        key = data.class_cache_key(model=model, prompt=cfg.class_prompt,
                                    resolution=cfg.resolution, steps=cfg.sample_steps, guidance=cfg.guidance_scale,
                                    count=cfg.class_images, sampler=type(pipe.scheduler).__name__)
         cached = await self._call(artifacts.find_cached, key)
@@ -410,7 +434,8 @@ class Worker:
     # --- generation -------------------------------------------------------------------------------
 
     async def _generate(self, job, flags: _Flags, started: float) -> None:
-        from trainer import lora, safety
+        from trainer import config as train_config
+        from trainer import lora, models, safety
         from trainer.generate import save_grid, save_png
 
         p = job.params
@@ -431,11 +456,12 @@ class Worker:
             raise InputError("These subjects were trained on different base models and cannot share a prompt.")
         base = bases.pop() if bases else self.settings.base_model
         await self._base(base)
+        family = (await asyncio.to_thread(models.family_of, base, self.settings.single_file_config)).name
         made = await asyncio.to_thread(
             self._images.generate, p["prompt"], adapters, n=int(p.get("n") or 4), seed=p.get("seed"),
             steps=int(p.get("steps") or self.settings.sample_steps),
             guidance=float(p["guidance"] if p.get("guidance") is not None else self.settings.guidance_scale),
-            resolution=self.settings.resolution, should_stop=flags.any)
+            resolution=train_config.resolution_for(self.settings, family), should_stop=flags.any)
 
         # The checker sees the final images; the guild's policy says whether a flagged one is saved at all.
         screened = safety.screen_images(await asyncio.to_thread(safety.check, self._safety, made.images),

@@ -35,6 +35,20 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_model(tmp_path_factory) -> Path:
+    """A tiny SDXL base-shaped model in the diffusers layout, made once through the CLI command."""
+    import torch
+
+    from trainer.cli import build_parser
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("models") / "tiny-sdxl"
+    args = build_parser().parse_args(["make-tiny-model", str(out), "--seed", "0", "--arch", "sdxl"])
+    assert args.func(args, Config()) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory) -> Path:
     """Three real photos as PNG files."""
     import skimage.data

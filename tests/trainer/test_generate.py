@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from trainer import lora
+from tests.helpers import random_adapter
 from trainer.errors import PromptTooLong
 from trainer.generate import ImageGenerator, check_prompt, png_bytes, render
-
-
-def _adapter(pipe, folder, seed):
-    params = lora.add_train_adapters(pipe, rank=4, alpha=4.0, text_encoder=False)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in params:
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    lora.save_adapter(pipe, folder, metadata={"token": "sks", "class_noun": "dog"})
-    lora.remove_train_adapters(pipe)
-    return folder
 
 
 def test_prompt_over_77_tokens_is_refused(pipe):
@@ -88,7 +76,7 @@ def test_a_stop_never_asked_for_changes_nothing(pipe):
 
 def test_adapter_cache_evicts_least_recently_used(pipe, tmp_path):
     """With room for one adapter, using a second unloads the first; the base weights are never reloaded."""
-    a, b = _adapter(pipe, tmp_path / "a", 1), _adapter(pipe, tmp_path / "b", 2)
+    a, b = random_adapter(pipe, tmp_path / "a", 1), random_adapter(pipe, tmp_path / "b", 2)
     gen = ImageGenerator(pipe, cache_size=1)
     base_weight = pipe.unet.conv_in.weight
     gen.use([("a", a)])
@@ -98,7 +86,7 @@ def test_adapter_cache_evicts_least_recently_used(pipe, tmp_path):
 
 def test_two_adapters_at_once_differ_from_each_alone(pipe, tmp_path):
     """Two subjects in one prompt activate both adapters together."""
-    a, b = _adapter(pipe, tmp_path / "a", 1), _adapter(pipe, tmp_path / "b", 2)
+    a, b = random_adapter(pipe, tmp_path / "a", 1), random_adapter(pipe, tmp_path / "b", 2)
     gen = ImageGenerator(pipe)
     run = lambda adapters: np.asarray(gen.generate("a photo of sks dog", adapters, n=1, seed=0, steps=2,  # noqa: E731
                                                    resolution=64).images[0], dtype=float)

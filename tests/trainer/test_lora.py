@@ -191,3 +191,20 @@ def test_kohya_version_agrees_with_the_prediction_type(pipe, tmp_path, predictio
     path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0,
                            metadata={**META, "prediction_type": prediction_type})
     assert (_header(path)["ss_base_model_version"], _header(path)["ss_v2"]) == (version, v2)
+
+
+@pytest.mark.parametrize(("text_width", "prediction_type", "version", "v2", "architecture"), [
+    (32, "epsilon", "sd_v1", "False", "stable-diffusion-v1/lora"),
+    (1024, "epsilon", "sd_v2", "True", "stable-diffusion-v2-512/lora"),
+    (1024, "v_prediction", "sd_v2_v", "True", "stable-diffusion-v2-768-v/lora"),
+])
+def test_kohya_header_names_the_family(pipe, tmp_path, text_width, prediction_type, version, v2, architecture):
+    """sd-scripts' version and the model spec's architecture follow the family: SD 2.x (1024-wide text states)
+    says sd_v2 whether it predicts epsilon or v."""
+    pipe.unet.register_to_config(cross_attention_dim=text_width)  # only the config: the family is read from it
+    _trained(pipe, text_encoder=False)
+    path = lora.save_kohya(pipe, tmp_path / "k.safetensors", rank=4, alpha=8.0,
+                           metadata={**META, "prediction_type": prediction_type})
+    header = _header(path)
+    assert (header["ss_base_model_version"], header["ss_v2"], header["modelspec.architecture"]) == (
+        version, v2, architecture)

@@ -62,3 +62,14 @@ def test_v_prediction_option_sets_the_scheduler(tmp_path):
     assert args.func(args, None) == 0
     config = json.loads((tmp_path / "v" / "scheduler" / "scheduler_config.json").read_text())
     assert config["prediction_type"] == "v_prediction"
+
+
+def test_tiny_sdxl_model_keeps_its_checker_where_auto_finds_it(tiny_sdxl_model):
+    """SDXL's model_index.json names no checker (as SDXL repositories), yet trainer.safety "auto" loads the tiny one."""
+    from trainer import safety
+    from trainer.models import pick_runtime
+
+    index = json.loads((tiny_sdxl_model / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline" and "safety_checker" not in index
+    checker = safety.load("auto", str(tiny_sdxl_model), pick_runtime("cpu"))
+    assert checker.source == str(tiny_sdxl_model / "safety_checker")

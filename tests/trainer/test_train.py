@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from trainer import data, lora, train
+from trainer import checkpoints, data, lora, train
 from trainer.errors import OutOfMemory
 from trainer.models import pick_runtime
 
@@ -55,7 +55,7 @@ def test_short_run_end_to_end(pipe, train_cfg, photo_paths, class_dir, tmp_path,
     assert [p.step for p in rec.progress] == [2, 4] and all(math.isfinite(p.loss) for p in rec.progress)
     assert all(p.prior_loss > 0 for p in rec.progress)
     assert [c.step for c in rec.checkpoints] == [2, 4] and rec.checkpoints[-1].final
-    assert [p.name for p in train.checkpoint_dirs(tmp_path / "job")] == ["step-000004"]
+    assert [p.name for p in checkpoints.checkpoint_dirs(tmp_path / "job")] == ["step-000004"]
     assert (result.adapter_dir / "pytorch_lora_weights.safetensors").is_file() and result.kohya_path.is_file()
     assert result.grid.stat().st_size < 10 * 1024 * 1024
     assert not any("lora" in n for n, _ in pipe.unet.named_parameters())  # adapters removed afterwards
@@ -89,15 +89,15 @@ def test_each_checkpoint_carries_its_own_kohya_copy(pipe, train_cfg, photo_paths
     """step-N/kohya.safetensors holds step N's weights, not the final ones, and says N in its header."""
     cfg = dataclasses.replace(train_cfg, keep_checkpoints=2)
     _run(pipe, cfg, photo_paths, class_dir, tmp_path / "job")
-    step2, step4 = train.checkpoint_dirs(tmp_path / "job")
+    step2, step4 = checkpoints.checkpoint_dirs(tmp_path / "job")
     key = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
     kohya_key = "lora_unet_" + key.replace(".", "_") + ".lora_down.weight"
-    with safe_open(str(step2 / train.CHECKPOINT_KOHYA), framework="pt") as f:
+    with safe_open(str(step2 / checkpoints.CHECKPOINT_KOHYA), framework="pt") as f:
         header, down = f.metadata(), f.get_tensor(kohya_key)
     adapter = load_file(str(step2 / "adapter" / lora.WEIGHT_NAME))
-    assert header["ss_steps"] == "2" and lora.read_metadata(step2 / train.CHECKPOINT_KOHYA)["steps_done"] == 2
+    assert header["ss_steps"] == "2" and lora.read_metadata(step2 / checkpoints.CHECKPOINT_KOHYA)["steps_done"] == 2
     torch.testing.assert_close(down, adapter[f"unet.{key}.lora_A.weight"].half(), rtol=0, atol=0)
-    assert not torch.equal(down, load_file(str(step4 / train.CHECKPOINT_KOHYA))[kohya_key])
+    assert not torch.equal(down, load_file(str(step4 / checkpoints.CHECKPOINT_KOHYA))[kohya_key])
 
 
 @pytest.mark.parametrize("failing", ["checkpoints/.tmp-step-000002-", ".tmp-adapter-",
@@ -118,7 +118,7 @@ def test_a_failed_save_leaves_no_half_written_file(pipe, train_cfg, photo_paths,
         _run(pipe, dataclasses.replace(train_cfg, steps=2), photo_paths, class_dir, out)
     assert not list(out.rglob(".tmp-*"))
     if failing.startswith("checkpoints"):
-        assert train.checkpoint_dirs(out) == [] and not (out / "adapter").exists()
+        assert checkpoints.checkpoint_dirs(out) == [] and not (out / "adapter").exists()
     elif failing == ".tmp-adapter-":
         assert not (out / "adapter").exists() and not (out / "kohya.safetensors").exists()
     else:  # the adapter folder, complete before the kohya write began, stays; the kohya file is not there
@@ -133,18 +133,22 @@ def test_text_encoder_lora_trains(pipe, train_cfg, photo_paths, class_dir, tmp_p
     assert any(k.startswith("text_encoder.") for k in keys)
 
 
-def test_out_of_memory_retries_with_checkpointing_and_8bit(monkeypatch, pipe, train_cfg, tmp_path):
-    """The first CUDA OOM retries with gradient checkpointing and 8-bit AdamW; a second is a clear error."""
+@pytest.mark.parametrize(("batch", "tried"), [
+    (1, [(1, False, "adamw"), (1, True, "adamw"), (1, True, "adamw8bit")]),
+    (2, [(2, False, "adamw"), (2, True, "adamw"), (2, True, "adamw8bit"), (1, True, "adamw8bit")]),
+])
+def test_out_of_memory_walks_down_the_memory_ladder(monkeypatch, pipe, train_cfg, tmp_path, batch, tried):
+    """Each CUDA OOM retries one rung leaner (checkpointing, 8-bit AdamW, smaller batch); past the last, a clear error."""
     seen = []
 
     def fake(pipe, runtime, cfg, **kwargs):
-        seen.append((cfg.gradient_checkpointing, cfg.optimizer))
+        seen.append((cfg.batch_size, cfg.gradient_checkpointing, cfg.optimizer))
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.setattr(train, "_train", fake)
-    with pytest.raises(OutOfMemory, match="even with gradient checkpointing"):
-        _run(pipe, train_cfg, [tmp_path / "x.png"], None, tmp_path / "job")
-    assert seen == [(False, "adamw"), (True, "adamw8bit")]
+    with pytest.raises(OutOfMemory, match="even with gradient checkpointing and 8-bit AdamW at batch 1"):
+        _run(pipe, dataclasses.replace(train_cfg, batch_size=batch), [tmp_path / "x.png"], None, tmp_path / "job")
+    assert seen == tried
 
 
 @pytest.mark.slow
@@ -162,3 +166,15 @@ def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, 
     for k in a:  # fused kernels sum in another order: equal up to float noise, far below a step's change
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)
     assert not any("lora" in n for n, _ in pipe.unet.named_parameters())
+
+
+def test_sample_grid_takes_its_size_from_the_config(pipe, train_cfg, photo_paths, tmp_path):
+    """grid_images, grid_resolution and grid_steps shape the checkpoint's grid: here one 32 px tile."""
+    from PIL import Image
+
+    cfg = dataclasses.replace(train_cfg, steps=1, checkpoint_every=1, class_images=0, grid_images=1,
+                              grid_resolution=32, grid_steps=1, sample_seeds=(0, 1))
+    result = train.train(pipe, pick_runtime("cpu"), cfg, instance_paths=photo_paths[:1], class_dir=None,
+                         out_dir=tmp_path / "job", export_dir=tmp_path / "adapter",
+                         kohya_path=tmp_path / "kohya.safetensors")
+    assert Image.open(result.grid).size == (32, 32)

@@ -200,9 +200,9 @@ async def test_shutdown_checkpoints_and_releases_the_job(long_training):
     async with storage_db.connect(cfg.storage.database) as db:
         after = await jobs.get(db, job.id)
     assert after.state == "queued" and after.attempts == 0
-    import trainer.train
+    import trainer.checkpoints
 
-    assert trainer.train.checkpoint_dirs(Path(cfg.storage.data_dir) / "jobs" / str(job.id))
+    assert trainer.checkpoints.checkpoint_dirs(Path(cfg.storage.data_dir) / "jobs" / str(job.id))
 
 
 async def test_forget_during_training_stops_it_and_leaves_nothing(long_training):
