@@ -44,6 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     token = discord_token()
     supervisor = None
+    if not args.no_worker and (reason := model_families.missing(cfg.trainer.base_model)):
+        print(f"dreambot run: {reason}", file=sys.stderr)  # the worker beside the bot could train nothing
+        return EXIT_CONFIG
     if not args.no_worker:
         supervisor = WorkerSupervisor(worker_command(getattr(args, "config", None))).start()
     try:

@@ -86,6 +86,27 @@ def detect(source: str) -> Family:
     raise ModelNotReadable(f"base model {source} is neither a local folder or file nor a hub id (owner/name).")
 
 
+def missing(source: str) -> str | None:
+    """Why the base model can't be loaded on this machine (its files are not here), or None when they are.
+
+    A pickled .ckpt that exists counts as present: only the worker, with torch, can read it. The reason
+    names what to do, for `dreambot run` and `dreambot worker` to print at start-up.
+    """
+    try:
+        detect(source)
+    except UnsupportedModel:
+        return None  # present, but of another family: refused where it is used, with its own message
+    except ModelNotReadable as exc:
+        path = Path(source).expanduser()
+        if path.suffix in SINGLE_FILE_SUFFIXES and path.is_file():
+            return None
+        if licenses._is_hub_id(source):
+            return str(exc)
+        return (f"{exc} Set trainer.base_model to a diffusers folder or checkpoint file on this machine, or to a "
+                "hub id and download it once with `dreambot fetch-model ID`.")
+    return None
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text("utf-8"))

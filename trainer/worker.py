@@ -110,7 +110,7 @@ class Worker:
 
         CannotStart, before any job is claimed, when the safety checker or the watermark cannot be loaded."""
         self._loop = asyncio.get_running_loop()
-        await self._load_safety()
+        await self._check_start()
         async with storage_db.connect(self.storage.database, busy_timeout_ms=self.storage.busy_timeout_ms) as db:
             self.db = db
             log.info("worker %s polling for %s jobs", self.worker_id, ", ".join(self.kinds))
@@ -135,13 +135,18 @@ class Worker:
                     continue
                 await self._run_job(job)
 
-    async def _load_safety(self) -> None:
-        """Load the image safety checker once, on the device and dtype jobs will use. "auto" looks at the configured
-        base model; a job on another base model (`dreambot train --model`) is checked by the same checker."""
+    async def _check_start(self) -> None:
+        """Once, before the first claim: the base model must be on this machine (CannotStart names `dreambot
+        fetch-model`), and the image safety checker is loaded on the device and dtype jobs will use. "auto"
+        looks at the configured base model; a job on another base model (`dreambot train --model`) is checked
+        by the same checker."""
+        from storage import model_families
         from trainer import models, safety
 
         if self._safety_loaded:
             return
+        if reason := model_families.missing(self.settings.base_model):  # nothing could be trained or generated
+            raise CannotStart(reason)
         self._runtime = self._runtime or models.pick_runtime(self.settings.device, self.settings.mixed_precision)
         self._safety = await asyncio.to_thread(safety.load, self.settings.safety_checker, self.settings.base_model,
                                                self._runtime)

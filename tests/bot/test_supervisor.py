@@ -98,3 +98,21 @@ def test_stop_ends_the_worker_and_restarts_nothing():
     proc = supervisor.proc
     supervisor.stop()
     assert proc.poll() is not None and supervisor.proc is proc and supervisor.restarts == 0
+
+
+def test_run_stops_at_once_when_the_base_model_is_not_on_this_machine(tmp_path):
+    """`dreambot run` with a never-fetched hub id exits with the configuration code and one line naming fetch-model."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from storage.config import EXIT_CONFIG
+
+    env = {**os.environ, "DISCORD_TOKEN": "not-a-real-token", "HF_HUB_OFFLINE": "1",
+           "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "DREAMBOT_STORAGE_DATA_DIR": str(tmp_path / "data"),
+           "DREAMBOT_TRAINER_BASE_MODEL": "someone/never-fetched"}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "run"], cwd=Path(cli.__file__).resolve().parents[1],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == EXIT_CONFIG
+    assert "dreambot fetch-model someone/never-fetched" in run.stderr and "Traceback" not in run.stderr
+    assert "not-a-real-token" not in run.stdout + run.stderr

@@ -11,6 +11,7 @@ import pytest
 from storage import artifacts, audit, guilds, jobs, lifecycle, outbox, provenance, subjects, usage
 from storage import db as storage_db
 from tests.trainer.conftest import add_subject, make_app_cfg
+from trainer.errors import CannotStart
 from trainer.safety import SafetyCheckerUnavailable
 from trainer.worker import Worker
 
@@ -316,6 +317,14 @@ async def test_worker_refuses_to_start_without_its_checker(app_cfg, photo_paths,
             await Worker(cfg.trainer, cfg.storage).run(idle_exit=True)
         job = await jobs.get(db, job.id)
     assert job.state == "queued" and job.attempts == 0
+
+
+async def test_worker_refuses_to_start_without_its_base_model(app_cfg, tmp_path, monkeypatch):
+    """A hub id that was never downloaded stops the worker at start-up with the command that fetches it."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    cfg = dataclasses.replace(app_cfg, trainer=dataclasses.replace(app_cfg.trainer, base_model="someone/never-fetched"))
+    with pytest.raises(CannotStart, match="dreambot fetch-model someone/never-fetched"):
+        await Worker(cfg.trainer, cfg.storage).run(idle_exit=True)
 
 
 def test_worker_command_exits_with_the_configuration_code(app_cfg, tmp_path, capsys):
