@@ -213,7 +213,7 @@ def write_family_config(family: model_families.Family, out: Path) -> Path:
     import json
     import shutil
 
-    from trainer.tiny_model import write_clip_tokenizer
+    from trainer.clip_tokenizer import write_clip_tokenizer
 
     shutil.copytree(MODEL_CONFIGS / family.name, out)
     scheduler = out / "scheduler" / "scheduler_config.json"

@@ -71,7 +71,7 @@ def test_config_round_trips_through_json():
 def test_every_identifier_is_one_rare_clip_token(tmp_path):
     """Each token storage hands out is one whole-word CLIP token, so the subject binds to it and not to letters."""
     from storage.subjects import RARE_TOKENS
-    from trainer.tiny_model import write_clip_tokenizer
+    from trainer.clip_tokenizer import write_clip_tokenizer
 
     tokenizer = write_clip_tokenizer(tmp_path)
     assert len(set(RARE_TOKENS)) == len(RARE_TOKENS)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainer.tiny_model import CLIP_VOCAB_SIZE, write_clip_tokenizer
+from trainer.clip_tokenizer import CLIP_VOCAB_SIZE, write_clip_tokenizer
 
 
 @pytest.mark.parametrize(("prompt", "ids"), [

@@ -33,7 +33,7 @@ def make_tiny_clip(out_dir: str | Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from trainer.tiny_model import CLIP_VOCAB_SIZE, MAX_TOKENS, write_clip_tokenizer
+    from trainer.clip_tokenizer import CLIP_VOCAB_SIZE, MAX_TOKENS, write_clip_tokenizer
 
     out = Path(out_dir)
     torch.manual_seed(seed)

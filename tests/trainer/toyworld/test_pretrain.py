@@ -52,7 +52,7 @@ def test_caption_dropout(u, want):
 
 @pytest.fixture(scope="module")
 def clip_tokenizer(tmp_path_factory):
-    from trainer.tiny_model import write_clip_tokenizer
+    from trainer.clip_tokenizer import write_clip_tokenizer
 
     return write_clip_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
@@ -99,7 +99,7 @@ def test_to_unit_range():
 def test_short_pretraining_saves_a_small_loadable_model(tiny_model, tmp_path):
     """Two steps per stage: the folder loads like a base model, is under 10 MB, and tokenizes like CLIP."""
     from trainer import models
-    from trainer.tiny_model import write_clip_tokenizer
+    from trainer.clip_tokenizer import write_clip_tokenizer
 
     cfg = pretrain.PretrainConfig(n_scenes=16, n_codec_scenes=8, vae_steps=2, vae_batch=2, decoder_steps=2, unet_steps=2,
                                   unet_batch=2, warmup_steps=0)
