@@ -80,7 +80,7 @@ class ModelLicense:
         if not self.model.strip():
             return "the bot's base model"
         path = Path(self.model)
-        if _is_hub_id(self.model) and not path.exists():
+        if is_hub_id(self.model) and not path.exists():
             return self.model
         return path.name or self.model
 
@@ -231,31 +231,32 @@ def _card_path(base_model: str) -> Path | None:
     if path.is_dir():
         card = path / CARD_NAME
         return card if card.is_file() else None
-    if _is_hub_id(base_model) and not path.exists():
-        cached = _from_hub_cache(base_model, CARD_NAME)
+    if is_hub_id(base_model) and not path.exists():
+        cached = from_hub_cache(base_model, CARD_NAME)
         return Path(cached) if cached else None
     return None
 
 
 # --- the local Hugging Face cache ---------------------------------------------------------------------
 
-def _is_hub_id(source: str) -> bool:
+def is_hub_id(source: str) -> bool:
+    """Whether a base_model setting names a hub repository (owner/name), not a local folder or file."""
     return source.count("/") == 1 and not source.startswith((".", "/", "~")) and \
         Path(source).suffix not in SINGLE_FILE_SUFFIXES
 
 
 def _hub_revision(base_model: str) -> str | None:
     """The commit hash of the cached snapshot a hub id loads from (None for local models or an empty cache)."""
-    if not _is_hub_id(base_model) or Path(base_model).expanduser().exists():
+    if not is_hub_id(base_model) or Path(base_model).expanduser().exists():
         return None
     for name in ("model_index.json", CARD_NAME):
-        cached = _from_hub_cache(base_model, name)
+        cached = from_hub_cache(base_model, name)
         if cached:
             return Path(cached).parent.name  # <cache>/models--owner--name/snapshots/<commit>/<file>
     return None
 
 
-def _from_hub_cache(repo_id: str, filename: str) -> str | None:
+def from_hub_cache(repo_id: str, filename: str) -> str | None:
     """A file of the repository's cached main snapshot, or None; read where the worker reads models from."""
     try:
         from huggingface_hub import constants, try_to_load_from_cache

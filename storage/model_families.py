@@ -77,8 +77,8 @@ def detect(source: str) -> Family:
                            filename=path.name)
     if path.is_dir():
         return detect_folder(path)
-    if licenses._is_hub_id(source):
-        index = licenses._from_hub_cache(source, "model_index.json")
+    if licenses.is_hub_id(source):
+        index = licenses.from_hub_cache(source, "model_index.json")
         if index is None:
             raise ModelNotReadable(f"{source} is not in the local Hugging Face cache; "
                                    f"download it once with `dreambot fetch-model {source}`.")
@@ -100,7 +100,7 @@ def missing(source: str) -> str | None:
         path = Path(source).expanduser()
         if path.suffix in SINGLE_FILE_SUFFIXES and path.is_file():
             return None
-        if licenses._is_hub_id(source):
+        if licenses.is_hub_id(source):
             return str(exc)
         return (f"{exc} Set trainer.base_model to a diffusers folder or checkpoint file on this machine, or to a "
                 "hub id and download it once with `dreambot fetch-model ID`.")

@@ -164,14 +164,6 @@ def _pipeline_options(family: model_families.Family) -> dict:
     return {"safety_checker": None, "requires_safety_checker": False}
 
 
-def family_of(source: str, single_file_config: str = "") -> model_families.Family:
-    """The family of a base model setting, read from its files on this machine (the trainer also reads pickled
-    .ckpt files, which storage.model_families cannot without torch). Raises UnsupportedModel for other models."""
-    if source_kind(source) == "single_file":
-        return single_file_family(Path(source).expanduser(), single_file_config)
-    return model_families.detect_folder(local_folder(source))
-
-
 def single_file_family(path: Path, single_file_config: str = "") -> model_families.Family:
     """A single file's family, read from the checkpoint's keys (refusing other models); a config folder, when
     one is set, has the last word (its scheduler says what the model predicts)."""

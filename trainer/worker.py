@@ -339,11 +339,10 @@ class Worker:
         photos = await self._call(subjects.photos, subject.id)
         if not photos:
             raise InputError("This subject has no photos: add some, then train again.")
-        source = job.params.get("model") or self.settings.base_model
-        family = (await asyncio.to_thread(models.family_of, source, self.settings.single_file_config)).name
+        # The loaded pipeline says its family (loading refuses unsupported models): no second read of its files.
+        pipe = await self._base(job.params.get("model") or self.settings.base_model)
         cfg = train_config.resolve(self.settings, job.params, token=subject.token, class_noun=subject.class_noun,
-                                   family=family)
-        pipe = await self._base(cfg.base_model)
+                                   family=models.family_name(pipe))
         self._images.unload_all()  # training needs the plain base model
         cfg = self._memory_plan(job, cfg)
 
@@ -460,13 +459,12 @@ class Worker:
         if len(bases) > 1:
             raise InputError("These subjects were trained on different base models and cannot share a prompt.")
         base = bases.pop() if bases else self.settings.base_model
-        await self._base(base)
-        family = (await asyncio.to_thread(models.family_of, base, self.settings.single_file_config)).name
+        pipe = await self._base(base)
         made = await asyncio.to_thread(
             self._images.generate, p["prompt"], adapters, n=int(p.get("n") or 4), seed=p.get("seed"),
             steps=int(p.get("steps") or self.settings.sample_steps),
             guidance=float(p["guidance"] if p.get("guidance") is not None else self.settings.guidance_scale),
-            resolution=train_config.resolution_for(self.settings, family), should_stop=flags.any)
+            resolution=train_config.resolution_for(self.settings, models.family_name(pipe)), should_stop=flags.any)
 
         # The checker sees the final images; the guild's policy says whether a flagged one is saved at all.
         screened = safety.screen_images(await asyncio.to_thread(safety.check, self._safety, made.images),
