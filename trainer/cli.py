@@ -59,8 +59,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default="epsilon")
-    p.add_argument("--arch", choices=("sd1", "sdxl"), default="sd1",
-                   help="sd1: SD 1.x-shaped (SD 2.x with --prediction-type v_prediction); sdxl: SDXL base-shaped")
+    p.add_argument("--arch", choices=("sd1", "sdxl", "proxy"), default="sd1",
+                   help="sd1: SD 1.x-shaped (SD 2.x with --prediction-type v_prediction); sdxl: SDXL base-shaped; "
+                        "proxy: SD 1.5's architecture narrowed to weigh like it on a CPU (128 px, for benchmarks)")
+    p.add_argument("--proxy", dest="arch", action="store_const", const="proxy", help="the same as --arch proxy")
     p.set_defaults(func=cmd_make_tiny_model)
 
     p = subparsers.add_parser("fetch-model", help="download a base model (and a safety checker) into the local "
@@ -306,12 +308,13 @@ def _imagine_from_folder(args, cfg, folder: Path) -> int:
 # --- make-tiny-model -------------------------------------------------------------------------------
 
 def cmd_make_tiny_model(args, cfg) -> int:
-    from trainer.tiny_model import make_tiny_model
+    from trainer.tiny_model import make_tiny_model, native_resolution
 
     out = make_tiny_model(args.dir, seed=args.seed, prediction_type=args.prediction_type, arch=args.arch)
-    family = "SDXL" if args.arch == "sdxl" else "Stable Diffusion"
-    print(f"wrote a tiny {args.prediction_type} {family} model to {out} "
-          "(64 px; set trainer.base_model and trainer.resolution = 64 to use it)")
+    kind = {"sd1": "tiny Stable Diffusion", "sdxl": "tiny SDXL", "proxy": "Stable Diffusion 1.5 proxy"}[args.arch]
+    px = native_resolution(args.arch)
+    print(f"wrote a {kind} model ({args.prediction_type}) to {out} "
+          f"({px} px; set trainer.base_model and trainer.resolution = {px} to use it)")
     return 0
 
 

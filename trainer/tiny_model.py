@@ -2,7 +2,7 @@
 
 `tiny` is a few-megabyte SD-1.x-shaped model (64 px images, 8x8 latents) that trains on a CPU in
 seconds; `sd15` is the real SD 1.5 architecture (860M-parameter UNet) with random weights, for
-timing on a GPU. Both use the real CLIP tokenizer, built from the BPE merges that open-clip-torch
+timing on a GPU; `proxy` is SD 1.5 narrowed to weigh like it on a CPU (see `_proxy_configs`). All use the real CLIP tokenizer, built from the BPE merges that open-clip-torch
 ships, so prompts tokenize to the same ids as with a real model. `make_tiny_model` saves the
 normal diffusers layout, which loads through `StableDiffusionPipeline.from_pretrained` exactly
 like a downloaded model, with `safety_checker/` and `feature_extractor/` as SD 1.x repositories ship
@@ -59,6 +59,41 @@ def _sd15_configs() -> dict:
     }
 
 
+PROXY_RESOLUTION = 128  # pixels per side the proxy trains at: 1/4 of SD 1.5's 512, a 16x16 latent
+
+
+def _proxy_configs() -> dict:
+    """SD 1.5's architecture narrowed so that its parts weigh against each other as SD 1.5's do at 512 px.
+
+    Everything but the widths is SD 1.5's: the UNet's four levels (three CrossAttn, one plain), two
+    layers per block, eight attention heads, the VAE's four levels of two layers, CLIP's twelve layers
+    of twelve heads with quick_gelu. Training pays the VAE and the text encoder per sample only when
+    it doesn't cache them, so what a benchmark needs is their share of a plain-loop sample's FLOPs
+    (bench.flops: VAE encode of one image, the text encoder on 77 tokens, UNet forward + backward with
+    rank-16 LoRA), SD 1.5's at 512 px: VAE 38.8%, text 0.46%, UNet 60.7% (2.88 TFLOP).
+    - At 128 px every image-sized tensor has 1/16 of SD 1.5's pixels. The UNet at 0.3 of SD 1.5's
+      width (96, 192, 384, 384; 32 groups still divide it) takes about 0.3 s for a training step of
+      1 instance + 1 class sample on 2 CPU cores (0.56 s on one).
+    - The VAE at 0.28 (36, 72, 144, 144) brings its share back to SD 1.5's; its 9 norm groups keep
+      SD 1.5's 4 channels per group at the first level (32 would not divide 36). At 0.25, with the
+      UNet at 0.3, it would be 17% light.
+    - The 77-token prompt does not shrink with the image, so the text encoder narrows by the UNet's
+      factor times the image's side, about 1/16: width 48 (4 per head), 192 in its MLP.
+    Measured split at 128 px (python -m bench.flops): VAE 37.7%, text 0.45%, UNet 61.8% (14.4 GFLOP):
+    within 3% of SD 1.5's on each part. Seconds split otherwise on a CPU: the VAE's forward convolutions
+    run at about twice the FLOP rate of the UNet's training step, so VAE + text take about a quarter of
+    a plain-loop step's time on the proxy, not 38%.
+    """
+    sd15 = _sd15_configs()
+    return {
+        "unet": {**sd15["unet"], "sample_size": PROXY_RESOLUTION // 8, "block_out_channels": (96, 192, 384, 384),
+                 "cross_attention_dim": 48},
+        "vae": {**sd15["vae"], "sample_size": PROXY_RESOLUTION, "block_out_channels": (36, 72, 144, 144),
+                "norm_num_groups": 9},
+        "text": {**sd15["text"], "hidden_size": 48, "intermediate_size": 192, "projection_dim": 48},
+    }
+
+
 def _tiny_sdxl_configs() -> dict:
     """SDXL's layout at the tiny model's size: two text encoders whose penultimate states are concatenated
     (32 + 32 = the UNet's cross-attention width), the second one's pooled projection, and the UNet's
@@ -97,22 +132,18 @@ def _sdxl_configs() -> dict:
     }
 
 
-ARCHITECTURES = {"tiny": _tiny_configs, "sd15": _sd15_configs, "tiny-sdxl": _tiny_sdxl_configs,
-                 "sdxl": _sdxl_configs}
+ARCHITECTURES = {"tiny": _tiny_configs, "sd15": _sd15_configs, "proxy": _proxy_configs,
+                 "tiny-sdxl": _tiny_sdxl_configs, "sdxl": _sdxl_configs}
 SDXL_ARCHITECTURES = ("tiny-sdxl", "sdxl")
 
 
-def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type: str = "epsilon",
-                          tokenizer_dir: str | Path | None = None):
-    """A StableDiffusionPipeline of the named architecture with seeded random weights (fp32, CPU)."""
-    import tempfile
-
+def build_random_models(arch: str = "tiny", *, seed: int = 0) -> tuple:
+    """(UNet, VAE, first text encoder) of the named architecture with seeded random weights, fp32, on torch's
+    default device: under `with torch.device("meta")` they have shapes and no storage (for counting FLOPs)."""
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise ValueError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}")
     cfg = ARCHITECTURES[arch]()
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**cfg["unet"])
@@ -122,6 +153,20 @@ def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type:
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=CLIP_VOCAB_SIZE, max_position_embeddings=MAX_TOKENS,
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **cfg["text"]))
+    return unet, vae, text_encoder
+
+
+def build_random_pipeline(arch: str = "tiny", *, seed: int = 0, prediction_type: str = "epsilon",
+                          tokenizer_dir: str | Path | None = None):
+    """A StableDiffusionPipeline of the named architecture with seeded random weights (fp32, CPU)."""
+    import tempfile
+
+    from diffusers import StableDiffusionPipeline
+
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}")
+    cfg = ARCHITECTURES[arch]()
+    unet, vae, text_encoder = build_random_models(arch, seed=seed)
     if tokenizer_dir is None:
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer = write_clip_tokenizer(tmp)
@@ -194,14 +239,22 @@ def build_tiny_safety_checker(*, seed: int = 0):
     return checker.eval(), processor
 
 
-TINY_ARCHS = {"sd1": "tiny", "sdxl": "tiny-sdxl"}  # make_tiny_model's `arch` -> ARCHITECTURES entry
+TINY_ARCHS = {"sd1": "tiny", "sdxl": "tiny-sdxl", "proxy": "proxy"}  # make_tiny_model's `arch` -> ARCHITECTURES
+TITLES = {"sd1": "dreambot tiny test model", "sdxl": "dreambot tiny SDXL test model",
+          "proxy": "dreambot SD 1.5 proxy model"}  # the model card's title
+
+
+def native_resolution(arch: str) -> int:
+    """The pixel size make_tiny_model's `arch` is built for (its VAE's sample size): 64, or the proxy's 128."""
+    return ARCHITECTURES[TINY_ARCHS[arch]]()["vae"]["sample_size"]
 
 
 def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str = "epsilon",
                     arch: str = "sd1") -> Path:
     """Save a tiny seeded pipeline, with its tiny safety checker, in the diffusers layout under `out_dir`.
 
-    `arch` "sd1" is SD 1.x-shaped (SD 2.x with `prediction_type="v_prediction"`), "sdxl" SDXL base-shaped.
+    `arch` "sd1" is SD 1.x-shaped (SD 2.x with `prediction_type="v_prediction"`), "sdxl" SDXL base-shaped,
+    "proxy" SD 1.5's architecture narrowed for CPU benchmarks (about 330 MB; 128 px, PROXY_RESOLUTION).
     SDXL repositories ship no safety checker in model_index.json; the tiny one still sits in
     `safety_checker/` and `feature_extractor/`, where trainer.safety looks for a model's own checker.
     """
@@ -222,6 +275,5 @@ def make_tiny_model(out_dir: str | Path, *, seed: int = 0, prediction_type: str 
         pipe.register_to_config(requires_safety_checker=True)
         pipe.save_pretrained(out, safe_serialization=True)
     write_clip_tokenizer(out / "tokenizer")  # keep vocab.json + merges.txt beside tokenizer.json
-    title = "dreambot tiny SDXL test model" if arch == "sdxl" else "dreambot tiny test model"
-    licenses.write_test_model_card(out, title=title)  # its license, read like a real card's
+    licenses.write_test_model_card(out, title=TITLES[arch])  # its license, read like a real card's
     return out

@@ -73,3 +73,55 @@ def test_tiny_sdxl_model_keeps_its_checker_where_auto_finds_it(tiny_sdxl_model):
     assert index["_class_name"] == "StableDiffusionXLPipeline" and "safety_checker" not in index
     checker = safety.load("auto", str(tiny_sdxl_model), pick_runtime("cpu"))
     assert checker.source == str(tiny_sdxl_model / "safety_checker")
+
+
+WIDTH_KEYS = {"unet": {"block_out_channels", "cross_attention_dim", "sample_size"},
+              "vae": {"block_out_channels", "norm_num_groups", "sample_size"},
+              "text": {"hidden_size", "intermediate_size", "projection_dim"}}  # what the proxy may change
+
+
+@pytest.mark.parametrize("part", sorted(WIDTH_KEYS))
+def test_proxy_architecture_is_sd15s_narrowed(part):
+    """The proxy's configs are SD 1.5's but for widths and sample size, with SD 1.5's ratios between levels."""
+    from trainer.tiny_model import ARCHITECTURES
+
+    proxy, sd15 = ARCHITECTURES["proxy"]()[part], ARCHITECTURES["sd15"]()[part]
+    assert proxy.keys() == sd15.keys()
+    assert {k: v for k, v in proxy.items() if k not in WIDTH_KEYS[part]} == \
+        {k: v for k, v in sd15.items() if k not in WIDTH_KEYS[part]}
+    if "block_out_channels" in proxy:
+        ratios = [c / proxy["block_out_channels"][0] for c in proxy["block_out_channels"]]
+        assert ratios == [c / sd15["block_out_channels"][0] for c in sd15["block_out_channels"]]
+
+
+@pytest.fixture(scope="module")
+def proxy_model(tmp_path_factory):
+    """The proxy, saved once through `make-tiny-model --proxy`."""
+    from trainer.cli import build_parser
+
+    out = tmp_path_factory.mktemp("models") / "proxy"
+    args = build_parser().parse_args(["make-tiny-model", str(out), "--proxy"])
+    assert args.arch == "proxy" and args.func(args, None) == 0
+    return out
+
+
+def test_proxy_model_is_detected_as_sd1(proxy_model):
+    """storage.model_families reads the saved proxy as an SD 1.x model."""
+    from storage import model_families
+
+    assert model_families.detect(str(proxy_model)).name == "sd1"
+
+
+def test_proxy_model_loads_with_sd15s_block_layout(proxy_model):
+    """The worker's loader loads the proxy, whose UNet, VAE and text encoder have SD 1.5's blocks and depths."""
+    from trainer import models
+    from trainer.tiny_model import PROXY_RESOLUTION, _sd15_configs
+
+    sd15 = _sd15_configs()
+    pipe = models.load_pipeline(str(proxy_model), models.pick_runtime("cpu"))
+    assert tuple(pipe.unet.config.down_block_types) == sd15["unet"]["down_block_types"]
+    assert tuple(pipe.unet.config.up_block_types) == sd15["unet"]["up_block_types"]
+    assert pipe.unet.config.layers_per_block == 2 and pipe.unet.config.attention_head_dim == 8
+    assert len(pipe.vae.config.block_out_channels) == 4 and pipe.vae.config.layers_per_block == 2
+    assert pipe.text_encoder.config.num_hidden_layers == 12 and pipe.text_encoder.config.num_attention_heads == 12
+    assert pipe.vae.config.sample_size == PROXY_RESOLUTION
