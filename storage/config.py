@@ -28,13 +28,14 @@ class ConfigError(ValueError):
 EXIT_CONFIG = 78  # sysexits' EX_CONFIG: a process refused to run until its configuration changes (no restart helps)
 
 
-def _rule(lo=None, hi=None, choices=None, help=""):
-    return {"lo": lo, "hi": hi, "choices": choices, "help": help}
+def _rule(lo=None, hi=None, choices=None, help="", aliases=None):
+    return {"lo": lo, "hi": hi, "choices": choices, "help": help, "aliases": aliases}
 
 
-def setting(default, *, lo=None, hi=None, choices=None, help=""):
-    """A config field: its default, its allowed range or choices, and `help`, the comment config.toml repeats."""
-    return field(default=default, metadata=_rule(lo, hi, choices, help))
+def setting(default, *, lo=None, hi=None, choices=None, help="", aliases=None):
+    """A config field: its default, its allowed range or choices, and `help`, the comment config.toml repeats.
+    `aliases` maps other spellings (compared as lower-case text) to allowed values, e.g. a setting's old values."""
+    return field(default=default, metadata=_rule(lo, hi, choices, help, aliases))
 
 
 def help_text(cls, name: str) -> str:
@@ -147,6 +148,19 @@ def _families() -> dict[str, FamilySettings]:
             "sdxl": FamilySettings(1024, presets=dict(SDXL_PRESETS))}
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead")  # trainer.compile_unet: off, or torch.compile's mode
+COMPILE_ALIASES = {"false": "off", "no": "off", "0": "off", "true": "default", "yes": "default", "1": "default"}
+
+
+def compile_mode(value) -> str:
+    """trainer.compile_unet's mode for a value new or old (a job row's config may still say true or false)."""
+    mode = COMPILE_ALIASES.get(str(value).lower(), value)
+    if mode not in COMPILE_MODES:
+        raise ConfigError(f"compile_unet = {value!r} is not allowed: choose one of {', '.join(COMPILE_MODES)} "
+                          "(or false, true).")
+    return mode
+
+
 # Each trainer setting is declared here once: its default, its rule and its help, which is config.toml's comment
 # (tests/storage/test_config.py fails when they differ). trainer.config.TrainConfig takes the values by name.
 @dataclass(frozen=True)
@@ -172,20 +186,39 @@ class TrainerSettings:
     default_preset: str = setting("balanced", help="preset used when a user names none")
     class_images: int = setting(100, lo=0, help="class images generated for prior preservation")
     prior_loss_weight: float = setting(1.0, lo=0.0, help="weight of the prior-preservation loss")
-    checkpoint_every: int = setting(100, lo=1, help="steps between checkpoints and sample grids")
+    checkpoint_every: int = setting(100, lo=1, help=(
+        "steps between checkpoints (resume points; /train offers them as fallbacks)"))
     keep_checkpoints: int = setting(3, lo=1, help="checkpoints kept on disk per job")
-    sample_steps: int = setting(25, lo=1, help="sampler steps for sample grids and class images")
+    sample_steps: int = setting(25, lo=1, help=(
+        "sampler steps for class images, and for sample grids whose steps setting is 0"))
     guidance_scale: float = setting(7.5, lo=0.0, help="classifier-free guidance for samples and generation")
-    grid_images: int = setting(10, lo=1, hi=100, help=(
-        "images in each checkpoint's sample grid: one column per seed (2), one row per prompt (the instance "
-        "prompt, then 4 evaluation prompts), rounded down to whole rows"))
-    grid_steps: int = setting(0, lo=0, hi=200, help="sampler steps for sample grids; 0: sample_steps")
+    # Sample grids cost 10% of the default preset's training time at most. By a FLOP model of SD 1.5 at 512 px
+    # (a training step: 2 samples x 1.7 TFLOP UNet forward+backward; a sampler step: 2 x 0.85 TFLOP with
+    # classifier-free guidance; a VAE decode: 2.5 TFLOP; all scaling with the pixels), "balanced" trains
+    # 800 x 3.4 = 2720 TFLOP. Progress grids at 200, 400 and 600: 3 x 2 images x (20 x 1.7 + 2.5) x 1/4 (256 px)
+    # = 55 TFLOP; the final grid: 5 images x (20 x 1.7 + 2.5) at 512 px = 183 TFLOP. Together 238 TFLOP, 8.7%
+    # (the old default, 10 images at 25 steps and 512 px every 100 steps, cost 3600 TFLOP: 132%).
+    grid_every: int = setting(200, lo=0, help=(
+        "steps between progress grids, drawn at the checkpoints whose step is a multiple of it; 0: only the final "
+        "grid"))
+    grid_images: int = setting(2, lo=1, hi=100, help=(
+        "images in each progress grid: up to 2, the instance prompt at that many seeds; more, one row per prompt "
+        "(the instance prompt, then 4 evaluation prompts) at as many seeds (up to 2) as fill whole rows"))
+    grid_steps: int = setting(20, lo=0, hi=200, help="sampler steps for progress grids; 0: sample_steps")
     grid_resolution: int = setting(0, lo=0, hi=2048, help=(
-        "size of each sample-grid image in pixels; 0: the training resolution"))
+        "size of each progress-grid image in pixels; 0: half the training resolution (a multiple of 8)"))
+    final_grid_images: int = setting(5, lo=1, hi=100, help=(
+        "images in the final grid, laid out as grid_images is: 5 shows the instance prompt and the 4 evaluation "
+        "prompts at one seed, 10 at two"))
+    final_grid_steps: int = setting(20, lo=0, hi=200, help="sampler steps for the final grid; 0: sample_steps")
+    final_grid_resolution: int = setting(0, lo=0, hi=2048, help=(
+        "size of each final-grid image in pixels; 0: the training resolution"))
     poll_seconds: float = setting(2.0, lo=0.0, help="how often an idle worker looks for work")
     adapter_cache: int = setting(4, lo=1, help="adapters kept loaded in a generating worker (LRU)")
-    compile_unet: bool = setting(False, help=(
-        "torch.compile the UNet for training: the first step compiles (about a minute), later steps run faster"))
+    compile_unet: str = setting("off", choices=COMPILE_MODES, aliases=COMPILE_ALIASES, help=(
+        "torch.compile the UNet for training: \"off\", \"default\" or \"reduce-overhead\" (on CUDA also captures "
+        "the step in CUDA graphs: fewer kernel launches); false and true still mean \"off\" and \"default\". The "
+        "first steps of a job compile (about a minute), later steps run faster"))
     learning_rate_scale: float = setting(1.0, lo=0.0, hi=1000.0, help=(
         "multiplies every preset's learning rate; presets are tuned per family, a base model of another size may "
         "need another step"))
@@ -331,6 +364,9 @@ def _build(cls, raw, prefix: str):
 
 
 def _coerce(key: str, value, hint, rule):
+    aliases = (rule or {}).get("aliases")
+    if aliases:
+        value = aliases.get(str(value).lower(), value)
     optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
     if optional and value in ("", None):

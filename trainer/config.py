@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.config import TrainerSettings
+from storage.config import TrainerSettings, compile_mode
 from trainer.errors import InputError
 
 EVAL_PROMPTS = (
@@ -61,7 +61,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     optimizer: str = "adamw"  # "adamw" or "adamw8bit" (bitsandbytes, CUDA only)
     gradient_checkpointing: bool = False  # recompute UNet activations: less memory, ~30% slower
-    compile_unet: bool = _setting("compile_unet")
+    compile_unet: str = _setting("compile_unet")  # "off", "default" or "reduce-overhead" (true/false still read)
+    channels_last: bool = True  # on CUDA: the UNet's weights in channels-last layout (tensor-core convolutions)
     snr_gamma: float | None = None  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
     noise_offset: float = _setting("noise_offset")
     flip: bool = True  # also train on horizontally mirrored copies of every image
@@ -75,14 +76,22 @@ class TrainConfig:
     guidance_scale: float = _setting("guidance_scale")
     sample_seeds: tuple[int, ...] = (0, 1)  # one grid column per seed
     eval_prompts: tuple[str, ...] = EVAL_PROMPTS  # grid rows after the instance prompt
+    grid_every: int = _setting("grid_every")  # progress grids at the checkpoints whose step is a multiple; 0: none
     grid_images: int = _setting("grid_images")
     grid_steps: int = _setting("grid_steps")  # 0: sample_steps
-    grid_resolution: int = _setting("grid_resolution")  # 0: resolution
+    grid_resolution: int = _setting("grid_resolution")  # 0: half the resolution
+    final_grid_images: int = _setting("final_grid_images")
+    final_grid_steps: int = _setting("final_grid_steps")  # 0: sample_steps
+    final_grid_resolution: int = _setting("final_grid_resolution")  # 0: resolution
     # bookkeeping
     checkpoint_every: int = _setting("checkpoint_every")  # at most the run's steps
     keep_checkpoints: int = _setting("keep_checkpoints")
     device: str = _setting("device")
     mixed_precision: str = _setting("mixed_precision")
+
+    def __post_init__(self):
+        # A config saved before compile_unet took a mode says true or false: read it as "default" or "off".
+        object.__setattr__(self, "compile_unet", compile_mode(self.compile_unet))
 
     @property
     def subject(self) -> str:
@@ -103,11 +112,29 @@ class TrainConfig:
     def sample_prompts(self) -> list[str]:
         return [self.instance_prompt, *(p.format(subject=self.subject) for p in self.eval_prompts)]
 
-    def grid_layout(self) -> tuple[list[str], tuple[int, ...]]:
-        """The sample grid's prompts (rows) and seeds (columns): grid_images tiles, rounded down to whole rows."""
-        seeds = self.sample_seeds[:max(1, self.grid_images)]
-        rows = max(1, self.grid_images // len(seeds))
-        return self.sample_prompts()[:rows], seeds
+    def grid_layout(self, *, final: bool = False) -> tuple[list[str], tuple[int, ...]]:
+        """A sample grid's prompts (rows) and seeds (columns), from grid_images (final: final_grid_images) tiles.
+
+        Up to one tile per seed: the instance prompt alone at that many seeds (progress shows the subject).
+        More: one row per prompt, the instance prompt first, at as many seeds as fill whole rows (the final grid
+        shows the subject in other settings too); rounded down to whole rows.
+        """
+        images = max(1, self.final_grid_images if final else self.grid_images)
+        if images <= len(self.sample_seeds):
+            return self.sample_prompts()[:1], self.sample_seeds[:images]
+        prompts = self.sample_prompts()[:images]
+        return prompts, self.sample_seeds[:images // len(prompts)]
+
+    def grid_size(self, *, final: bool = False) -> tuple[int, int]:
+        """(sampler steps, pixel size) of a progress grid's images, or the final grid's."""
+        steps = (self.final_grid_steps if final else self.grid_steps) or self.sample_steps
+        if final:
+            return steps, self.final_grid_resolution or self.resolution
+        return steps, self.grid_resolution or max(8, self.resolution // 2 // 8 * 8)
+
+    def draws_grid(self, step: int) -> bool:
+        """Whether the checkpoint at `step` draws a sample grid: the final one always, others every grid_every."""
+        return step == self.steps or (self.grid_every > 0 and step % self.grid_every == 0)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

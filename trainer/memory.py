@@ -41,16 +41,20 @@ class Footprint:
     activations: float  # one example's UNet activations kept for the backward pass, no checkpointing
     text_encoder_activations: float  # one example's text-encoder activations when its LoRA trains
     lora_params_per_rank: float  # millions of LoRA parameters per unit of rank (UNet attention + text encoder)
+    image_activations: float  # generating one image at its native size: the UNet at batch 2 (classifier-free
+    # guidance) without gradients, and the VAE decode, whose full-resolution convolutions dominate
 
 
 FOOTPRINTS = {
     "sd1": Footprint(weights=2.2, native_resolution=512, activations=2.5, text_encoder_activations=0.3,
-                     lora_params_per_rank=0.25),
+                     lora_params_per_rank=0.25, image_activations=0.8),
     "sd2": Footprint(weights=2.6, native_resolution=768, activations=5.5, text_encoder_activations=0.6,
-                     lora_params_per_rank=0.35),
+                     lora_params_per_rank=0.35, image_activations=1.8),
     "sdxl": Footprint(weights=7.0, native_resolution=1024, activations=10.0, text_encoder_activations=1.2,
-                      lora_params_per_rank=1.5),
+                      lora_params_per_rank=1.5, image_activations=3.5),
 }
+CPU_GENERATION_BATCH = 4  # class images per batch on the CPU: batching saves little there, memory is spared
+MAX_GENERATION_BATCH = 16  # beyond this a GPU gains nothing more from batching
 CHECKPOINTED = 0.25  # share of activations gradient checkpointing keeps
 OVERHEAD = 1.0  # GiB: CUDA context, allocator slack, the latent and embedding caches
 MARGIN = 1.1  # a plan fits when its estimate times this is under the free memory
@@ -109,6 +113,19 @@ def plan(*, family: str, resolution: int, rank: int, train_text_encoder: bool, f
         if need * MARGIN <= free_bytes:
             return p
     return steps[-1]
+
+
+def generation_batch(*, family: str, resolution: int, free_bytes: int | None, count: int) -> int:
+    """The most class images to generate at once (at most `count`, never below 1): on CUDA the largest batch
+    whose estimate fits in `free_bytes` (up to MAX_GENERATION_BATCH); on the CPU (None) CPU_GENERATION_BATCH.
+    An estimate can be wrong: the worker halves the batch on an out-of-memory error."""
+    most = max(1, count)
+    if free_bytes is None:
+        return min(CPU_GENERATION_BATCH, most)
+    fp = FOOTPRINTS[family]
+    per_image = fp.image_activations * (resolution / fp.native_resolution) ** 2 * GIB
+    spare = free_bytes / MARGIN - (fp.weights + OVERHEAD) * GIB
+    return max(1, min(int(spare // per_image), MAX_GENERATION_BATCH, most))
 
 
 def free_bytes(device: str) -> int | None:

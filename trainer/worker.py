@@ -210,12 +210,13 @@ class Worker:
         flags = self._current = _Flags()
         if self._shutdown.is_set():
             flags.shutdown.set()
+        claimed = time.perf_counter()  # the job's timings start here (a train result's "timings")
         watch = asyncio.create_task(self._watch(job, flags))
         started = time.monotonic()
         log.info("job %d (%s) claimed, attempt %d", job.id, job.kind, job.attempts)
         try:
             if job.kind == "train":
-                await self._train(job, flags, started)
+                await self._train(job, flags, started, claimed=claimed)
             elif job.kind == "generate":
                 await self._generate(job, flags, started)
             else:
@@ -331,7 +332,9 @@ class Worker:
 
     # --- training ---------------------------------------------------------------------------------
 
-    async def _train(self, job, flags: _Flags, started: float) -> None:
+    async def _train(self, job, flags: _Flags, started: float, *, claimed: float) -> None:
+        """Train the job's subject and record the adapter; `claimed` (time.perf_counter() at the claim) starts the
+        result's timings."""
         from trainer import config as train_config
         from trainer import lora, models, safety, train
 
@@ -349,7 +352,9 @@ class Worker:
         callbacks = _JobCallbacks(self, job, flags)
         check_tiles = safety.TileCheck(self._safety, await self._call(guilds.nsfw_mode, job.guild_id))
         # InterruptedError (told to stop while making class images) is handled in _run_job
-        class_dir = await self._class_images(job, cfg, pipe, callbacks) if cfg.prior_preservation else None
+        class_dir, class_seconds = None, 0.0
+        if cfg.prior_preservation:
+            class_dir, class_seconds = await self._class_images(job, cfg, pipe, callbacks)
         out_dir = self.data_dir / "jobs" / str(job.id)
         subject_dir = self.data_dir / "subjects" / str(subject.id)
         result = await asyncio.to_thread(
@@ -370,7 +375,8 @@ class Worker:
         rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
         meta = {"steps": result.step, "preset": cfg.preset, "rank": cfg.rank, "base_model": cfg.base_model}
         summary = {"steps": result.step, "seconds": round(result.seconds, 1), "resumed_from": result.resumed_from,
-                   "config": result.config.to_json()}
+                   "config": result.config.to_json(),
+                   "timings": _timings(claimed, result, class_seconds=class_seconds)}
         subject, _ = await self._call(lifecycle.finish_training, job_id=job.id, lease_token=job.lease_token,
                                       adapter_path=rel(result.adapter_dir), kohya_path=rel(result.kohya_path),
                                       meta=meta, result=summary, data_dir=self.data_dir,
@@ -395,8 +401,9 @@ class Worker:
         return dataclasses.replace(cfg, batch_size=chosen.batch_size,
                                    gradient_checkpointing=chosen.gradient_checkpointing, optimizer=chosen.optimizer)
 
-    async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> Path:
-        """The shared class-image set for this model, prompt and recipe: reused if any job made it before."""
+    async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> tuple[Path, float]:
+        """The shared class-image set for this model, prompt and recipe, reused if any job made it before; and the
+        seconds spent making it (0.0 when reused)."""
         from trainer import data, models
 
         model = await asyncio.to_thread(models.fingerprint, cfg.base_model, dtype=pipe.unet.dtype,
@@ -408,7 +415,7 @@ class Worker:
         if cached is not None and resolve(self.data_dir, cached.path).is_dir():
             log.info("job %d: reusing class images %s", job.id, key)
             await asyncio.to_thread(callbacks.on_message, f"Reusing {cfg.class_images} cached class images.")
-            return resolve(self.data_dir, cached.path)
+            return resolve(self.data_dir, cached.path), 0.0
         if cached is not None:  # recorded but deleted from disk: forget it and make it again
             await self._call(artifacts.delete, artifact_id=cached.id, data_dir=self.data_dir)
         folder = self.data_dir / "class_images" / key
@@ -416,13 +423,13 @@ class Worker:
                                 f"Generating {cfg.class_images} class images of '{cfg.class_prompt}'.")
 
         def make() -> Path:
-            done = data.generate_class_images(
-                pipe, folder, prompt=cfg.class_prompt, count=cfg.class_images, resolution=cfg.resolution,
-                steps=cfg.sample_steps, guidance=cfg.guidance_scale, should_stop=callbacks.should_stop)
+            done = self._generate_class_images(job, cfg, pipe, folder, should_stop=callbacks.should_stop)
             data.class_latents(pipe.vae, done, resolution=cfg.resolution, flip=cfg.flip)  # before it is hashed
             return done
 
+        making = time.perf_counter()
         done = await asyncio.to_thread(make)  # InterruptedError when told to stop
+        seconds = time.perf_counter() - making
         try:
             await self._call(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
                              kind="class_images", path=f"class_images/{key}", cache_key=key, data_dir=self.data_dir,
@@ -433,7 +440,33 @@ class Worker:
         except Exception as exc:  # another worker recorded the same set a moment ago
             if await self._call(artifacts.find_cached, key) is None:
                 raise exc
-        return done
+        return done, seconds
+
+    def _generate_class_images(self, job, cfg, pipe, folder: Path, *, should_stop) -> Path:
+        """trainer.data.generate_class_images in the largest batch trainer.memory expects to fit, halved on CUDA
+        out-of-memory (the images already written are kept: generation resumes from its .partial folder)."""
+        import torch
+
+        from trainer import data, memory
+        from trainer.train import free_memory
+
+        batch = memory.generation_batch(family=cfg.family, resolution=cfg.resolution,
+                                        free_bytes=memory.free_bytes(self._runtime.device), count=cfg.class_images)
+        while True:
+            log.info("job %d: generating %d class images in batches of %d", job.id, cfg.class_images, batch)
+            try:
+                return data.generate_class_images(
+                    pipe, folder, prompt=cfg.class_prompt, count=cfg.class_images, resolution=cfg.resolution,
+                    steps=cfg.sample_steps, guidance=cfg.guidance_scale, batch_size=batch, should_stop=should_stop)
+            except torch.cuda.OutOfMemoryError:
+                pass
+            # Outside the except block, so the traceback's frames (and their tensors) are already freed.
+            free_memory()
+            if batch == 1:
+                raise OutOfMemory(f"Generating class images ran out of GPU memory even one at a time (resolution "
+                                  f"{cfg.resolution}). Use a smaller resolution, or a GPU with more memory.")
+            batch //= 2
+            log.warning("job %d: out of GPU memory generating class images; halving the batch", job.id)
 
     # --- generation -------------------------------------------------------------------------------
 
@@ -491,6 +524,17 @@ class Worker:
                          gpu_seconds=time.monotonic() - started, flagged=screened.flagged,
                          withheld=screened.withheld)
         self._tell("images", {"job_id": job.id, "seeds": seeds, "withheld": screened.withheld})
+
+
+def _timings(claimed: float, result, *, class_seconds: float) -> dict[str, float | None]:
+    """Where a train job's time went, in seconds from its claim: to the first optimizer step (class images and
+    data preparation included; None when a resumed run had no step left), making class images (0.0 when
+    reused), training (grids excluded), drawing sample grids, and in all."""
+    now = time.perf_counter()
+    first = None if result.first_step_at is None else round(result.first_step_at - claimed, 3)
+    return {"claim_to_first_step": first, "class_images": round(class_seconds, 3),
+            "training": round(result.seconds - result.grid_seconds, 3), "grids": round(result.grid_seconds, 3),
+            "total": round(now - claimed, 3)}
 
 
 class _JobCallbacks:

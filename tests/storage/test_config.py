@@ -41,6 +41,8 @@ def test_environment_overrides_a_preset_field():
     ({"DREAMBOT_BOT_REVIEW_REQUIRED": "maybe"}, "bot.review_required = 'maybe' is not a valid bool"),
     ({"DREAMBOT_NO_SUCH_KEY": "1"}, "DREAMBOT_NO_SUCH_KEY does not name a setting"),
     ({"DREAMBOT_TRAINER_DEFAULT_PRESET": "turbo"}, "trainer.default_preset = 'turbo' is not one of the presets"),
+    ({"DREAMBOT_TRAINER_COMPILE_UNET": "max"},
+     "trainer.compile_unet = 'max' is not allowed: choose one of off, default, reduce-overhead"),
 ])
 def test_bad_value_names_key_value_and_rule(env, message):
     """A wrong value fails with the key, the value and what is allowed."""
@@ -125,3 +127,16 @@ def test_environment_overrides_a_family_preset_field():
     assert cfg.trainer.families["sdxl"].presets["quick"].steps == 7
     assert cfg.trainer.families["sd2"].resolution == 512
     assert cfg.trainer.presets["quick"].steps == 400  # as config.toml says
+
+
+@pytest.mark.parametrize(("line", "env", "mode"), [
+    ("compile_unet = false", {}, "off"),
+    ("compile_unet = true", {}, "default"),
+    ('compile_unet = "reduce-overhead"', {}, "reduce-overhead"),
+    ("", {"DREAMBOT_TRAINER_COMPILE_UNET": "true"}, "default"),
+])
+def test_compile_unet_reads_its_old_bool_values_as_modes(tmp_path, line, env, mode):
+    """trainer.compile_unet keeps reading false/true (TOML or environment) as "off"/"default"."""
+    path = tmp_path / "config.toml"
+    path.write_text(f"[trainer]\n{line}\n")
+    assert load(path, env=env).trainer.compile_unet == mode

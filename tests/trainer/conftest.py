@@ -80,7 +80,8 @@ def train_cfg(tiny_model):
 
     return TrainConfig(base_model=str(tiny_model), steps=4, rank=4, alpha=4.0, resolution=64, class_images=4,
                        checkpoint_every=2, keep_checkpoints=1, sample_steps=2, warmup_steps=0, device="cpu",
-                       mixed_precision="no", eval_prompts=("{subject} as a superhero",), sample_seeds=(0,))
+                       mixed_precision="no", eval_prompts=("{subject} as a superhero",), sample_seeds=(0,),
+                       grid_every=2, grid_steps=0, final_grid_steps=0)
 
 
 @pytest.fixture
@@ -95,7 +96,8 @@ def make_app_cfg(tiny_model: Path, data_dir: Path, *, lease_seconds: int = 30) -
                "faces": Preset(steps=2, learning_rate=1e-3, rank=4, alpha=8.0, train_text_encoder=True)}
     trainer = TrainerSettings(base_model=str(tiny_model), device="cpu", mixed_precision="no", resolution=64,
                               default_preset="quick", class_images=4, checkpoint_every=2, keep_checkpoints=2,
-                              sample_steps=2, poll_seconds=0.05, adapter_cache=2, presets=presets)
+                              sample_steps=2, poll_seconds=0.05, adapter_cache=2, presets=presets,
+                              grid_every=2, grid_steps=0, final_grid_steps=0)  # a grid at every checkpoint
     storage = replace(base.storage, data_dir=data_dir,
                       queue=QueueConfig(lease_seconds=lease_seconds, backoff_base_seconds=0.0, backoff_max_seconds=0.0))
     return replace(base, storage=storage, trainer=trainer)

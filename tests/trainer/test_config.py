@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from storage.config import Preset, TrainerSettings
@@ -68,6 +70,19 @@ def test_config_round_trips_through_json():
     assert TrainConfig.from_json(cfg.to_json()) == cfg
 
 
+@pytest.mark.parametrize(("saved", "mode"), [(True, "default"), (False, "off"), ("reduce-overhead", "reduce-overhead")])
+def test_a_config_saved_with_a_bool_compile_unet_reads_as_its_mode(saved, mode):
+    """A job row written when compile_unet was a bool still loads: true is "default", false is "off"."""
+    text = TrainConfig().to_json().replace('"compile_unet": "off"', f'"compile_unet": {json.dumps(saved)}')
+    assert TrainConfig.from_json(text).compile_unet == mode
+
+
+def test_an_unknown_compile_mode_is_refused_with_the_choices():
+    """compile_unet takes only off, default or reduce-overhead (or the old true/false)."""
+    with pytest.raises(ValueError, match="choose one of off, default, reduce-overhead"):
+        TrainConfig(compile_unet="max-autotune")
+
+
 def test_every_identifier_is_one_rare_clip_token(tmp_path):
     """Each token storage hands out is one whole-word CLIP token, so the subject binds to it and not to letters."""
     from storage.subjects import RARE_TOKENS
@@ -84,7 +99,8 @@ def test_every_setting_reaches_the_run_under_its_own_name():
     import dataclasses
 
     changed = dataclasses.replace(SETTINGS, class_images=7, prior_loss_weight=0.5, sample_steps=9, guidance_scale=3.0,
-                                  keep_checkpoints=5, device="cpu", mixed_precision="no", compile_unet=True,
+                                  keep_checkpoints=5, device="cpu", mixed_precision="no",
+                                  compile_unet="reduce-overhead",
                                   grid_images=4, grid_steps=6, grid_resolution=32)
     cfg = resolve(changed, {}, token="sks", class_noun="dog")
     for f in dataclasses.fields(TrainConfig):
@@ -114,15 +130,62 @@ def test_sdxl_has_its_own_presets():
     assert (sdxl.steps, sdxl.rank, sdxl.learning_rate, sdxl.resolution, sdxl.family) == (500, 16, 1e-4, 1024, "sdxl")
 
 
-@pytest.mark.parametrize(("images", "rows", "cols"), [(10, 2, 2), (1, 1, 1), (4, 2, 2), (3, 1, 2), (100, 2, 2)])
+@pytest.mark.parametrize(("images", "rows", "cols"), [(10, 2, 2), (1, 1, 1), (2, 1, 2), (4, 2, 2), (3, 2, 1),
+                                                     (100, 2, 2)])
 def test_grid_layout_takes_whole_rows(images, rows, cols):
-    """grid_images tiles become whole rows of one tile per seed, never more rows than prompts."""
+    """Up to one tile per seed is the instance prompt at that many seeds; more become whole rows of one tile per
+    seed, never more rows than prompts."""
     cfg = TrainConfig(grid_images=images, eval_prompts=("{subject} as a superhero",), sample_seeds=(0, 1))
     prompts, seeds = cfg.grid_layout()
     assert (len(prompts), len(seeds)) == (rows, cols)
 
 
-def test_default_grid_is_todays_ten_images():
-    """The default grid is the instance prompt and four evaluation prompts, two seeds each."""
+def test_default_progress_grid_is_the_instance_prompt_at_two_seeds():
+    """A default progress grid shows the subject alone, at both seeds."""
     prompts, seeds = TrainConfig().grid_layout()
-    assert len(prompts) * len(seeds) == 10
+    assert (prompts, seeds) == (["a photo of sks dog"], (0, 1))
+
+
+def test_default_final_grid_shows_every_prompt_once():
+    """The default final grid is the instance prompt and the four evaluation prompts, one seed each."""
+    prompts, seeds = TrainConfig().grid_layout(final=True)
+    assert (len(prompts), len(seeds)) == (5, 1) and prompts[0] == "a photo of sks dog"
+
+
+@pytest.mark.parametrize(("final", "expected"), [(False, (20, 256)), (True, (20, 512))])
+def test_grid_size_defaults(final, expected):
+    """By default progress grids are drawn at half the training resolution, the final grid at the full one."""
+    assert TrainConfig(resolution=512).grid_size(final=final) == expected
+
+
+def test_grid_sizes_come_from_the_settings():
+    """Set steps and resolutions win over the defaults; 0 steps means sample_steps."""
+    cfg = TrainConfig(resolution=512, sample_steps=9, grid_steps=0, grid_resolution=128, final_grid_steps=3,
+                      final_grid_resolution=320)
+    assert (cfg.grid_size(), cfg.grid_size(final=True)) == ((9, 128), (3, 320))
+
+
+@pytest.mark.parametrize(("grid_every", "grids_at"), [(200, [200, 400, 600, 800]), (300, [300, 600, 800]),
+                                                      (0, [800]), (1000, [800])])
+def test_grid_cadence(grid_every, grids_at):
+    """Checkpoints draw a grid at multiples of grid_every, and the last one always; 0 draws only the final grid."""
+    cfg = TrainConfig(steps=800, grid_every=grid_every)
+    assert [step for step in range(100, 801, 100) if cfg.draws_grid(step)] == grids_at
+
+
+def test_default_grids_cost_at_most_a_tenth_of_the_default_training():
+    """By the FLOP model beside the settings (SD 1.5, 512 px), the default preset's grids cost <= 10% of its steps."""
+    from storage.config import REPO_CONFIG, load
+
+    cfg = resolve(load(REPO_CONFIG, env={}).trainer, {}, token="sks", class_noun="dog")
+    train_tflop = cfg.steps * 2 * 1.7  # two samples a step, forward and backward
+
+    def grid_tflop(step):
+        final = step == cfg.steps
+        prompts, seeds = cfg.grid_layout(final=final)
+        steps, resolution = cfg.grid_size(final=final)
+        return len(prompts) * len(seeds) * (steps * 2 * 0.85 + 2.5) * (resolution / 512) ** 2
+
+    grids = sum(grid_tflop(s) for s in range(cfg.checkpoint_every, cfg.steps + 1, cfg.checkpoint_every)
+                if cfg.draws_grid(s))
+    assert cfg.steps == 800 and grids <= 0.10 * train_tflop

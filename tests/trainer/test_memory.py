@@ -96,3 +96,40 @@ def test_memory_off_trains_with_the_settings_as_given():
 
     cfg = TrainConfig(batch_size=3, gradient_checkpointing=True)
     assert Worker(TrainerSettings(memory="off"), StorageConfig())._memory_plan(None, cfg) is cfg
+
+
+def _batch(free_gib: float | None, *, family: str = "sd1", count: int = 100) -> int:
+    from trainer.memory import generation_batch
+
+    res = {"sd1": 512, "sd2": 768, "sdxl": 1024}[family]
+    return generation_batch(family=family, resolution=res, count=count,
+                            free_bytes=None if free_gib is None else int(free_gib * GIB))
+
+
+def test_the_cpu_generates_a_fixed_modest_batch():
+    """Without a GPU (free_bytes None) class images are made four at a time."""
+    assert _batch(None) == 4
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_more_free_memory_never_gives_a_smaller_generation_batch(family):
+    """The class-image batch grows (or stays) with the free memory, within 1 and 16."""
+    batches = [_batch(gib, family=family) for gib in (1, 4, 8, 12, 16, 24, 40, 80, 140)]
+    assert batches == sorted(batches) and batches[0] >= 1 and batches[-1] <= 16
+
+
+@pytest.mark.parametrize("free_gib", [0.0, 0.5, 3.0])
+def test_tiny_free_memory_generates_one_at_a_time(free_gib):
+    """When not even the weights fit the estimate, the batch is 1 (the worker then tries it)."""
+    assert _batch(free_gib) == 1
+
+
+@pytest.mark.parametrize(("free_gib", "count", "expected"), [(140, 3, 3), (None, 2, 2), (140, 0, 1)])
+def test_the_generation_batch_is_never_more_than_the_images_asked_for(free_gib, count, expected):
+    """No batch exceeds the number of class images to make, and none is below 1."""
+    assert _batch(free_gib, count=count) == expected
+
+
+def test_a_large_gpu_generates_sd15_class_images_sixteen_at_a_time():
+    """An 80 GiB card fits the largest batch of SD 1.5 images at 512 px."""
+    assert _batch(80) == 16

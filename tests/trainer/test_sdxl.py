@@ -47,7 +47,7 @@ def sdxl_cfg(tiny_sdxl_model):
     return TrainConfig(base_model=str(tiny_sdxl_model), steps=4, rank=4, alpha=4.0, resolution=64, class_images=2,
                        checkpoint_every=2, keep_checkpoints=1, sample_steps=2, warmup_steps=0, device="cpu",
                        mixed_precision="no", eval_prompts=(), sample_seeds=(0,), grid_images=1,
-                       learning_rate=1e-3)
+                       grid_steps=0, final_grid_images=1, final_grid_steps=0, learning_rate=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -154,11 +154,12 @@ def test_out_of_memory_walks_down_the_memory_ladder(monkeypatch, pipe, train_cfg
 @pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
                     reason="torch.compile on the CPU needs a C++ compiler")
-def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path):
-    """compile_unet (torch.compile) changes the speed of a step, not what it learns."""
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])  # reduce-overhead has no CUDA graphs on the CPU
+def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, class_dir, tmp_path, mode):
+    """compile_unet (torch.compile, either mode) changes the speed of a step, not what it learns."""
     torch._dynamo.reset()
     eager = _run(pipe, train_cfg, photo_paths, class_dir, tmp_path / "eager")
-    compiled = _run(pipe, dataclasses.replace(train_cfg, compile_unet=True), photo_paths, class_dir,
+    compiled = _run(pipe, dataclasses.replace(train_cfg, compile_unet=mode), photo_paths, class_dir,
                     tmp_path / "compiled")
     a = load_file(str(eager.adapter_dir / "pytorch_lora_weights.safetensors"))
     b = load_file(str(compiled.adapter_dir / "pytorch_lora_weights.safetensors"))
@@ -168,13 +169,66 @@ def test_compiled_unet_trains_to_the_same_weights(pipe, train_cfg, photo_paths, 
     assert not any("lora" in n for n, _ in pipe.unet.named_parameters())
 
 
-def test_sample_grid_takes_its_size_from_the_config(pipe, train_cfg, photo_paths, tmp_path):
-    """grid_images, grid_resolution and grid_steps shape the checkpoint's grid: here one 32 px tile."""
-    from PIL import Image
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_a_second_compiled_run_reuses_the_first_runs_graph(pipe, train_cfg, photo_paths, class_dir, tmp_path):
+    """Jobs on one warm pipeline compile the UNet once: the next job's inputs pass the compiled graph's guards."""
+    from torch._dynamo.utils import counters
 
-    cfg = dataclasses.replace(train_cfg, steps=1, checkpoint_every=1, class_images=0, grid_images=1,
-                              grid_resolution=32, grid_steps=1, sample_seeds=(0, 1))
+    torch._dynamo.reset()
+    cfg = dataclasses.replace(train_cfg, compile_unet="default")
+    _run(pipe, cfg, photo_paths, class_dir, tmp_path / "first")
+    graphs = counters["stats"]["unique_graphs"]
+    _run(pipe, cfg, photo_paths, class_dir, tmp_path / "second")
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_channels_last_applies_to_the_training_unet_on_cuda_only(pipe, train_cfg):
+    """channels_last lays the UNet's convolution weights out NHWC for a CUDA run and leaves a CPU run's alone."""
+    train._training_unet(pipe.unet, train_cfg, "cpu")
+    assert pipe.unet.conv_in.weight.is_contiguous()
+    train._training_unet(pipe.unet, train_cfg, "cuda")  # the layout change itself runs on any device
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.fixture
+def gridded(pipe, train_cfg, photo_paths, tmp_path):
+    """Three steps, a checkpoint at each, a progress grid every 2 steps (one 32 px tile) and a final grid of
+    2 prompts x 2 seeds at 40 px; returns (result, the checkpoints reported)."""
+    cfg = dataclasses.replace(train_cfg, steps=3, checkpoint_every=1, class_images=0, sample_seeds=(0, 1),
+                              grid_every=2, grid_images=1, grid_resolution=32, grid_steps=1,
+                              final_grid_images=4, final_grid_resolution=40, final_grid_steps=1)
+    rec = Recorder()
     result = train.train(pipe, pick_runtime("cpu"), cfg, instance_paths=photo_paths[:1], class_dir=None,
                          out_dir=tmp_path / "job", export_dir=tmp_path / "adapter",
-                         kohya_path=tmp_path / "kohya.safetensors")
-    assert Image.open(result.grid).size == (32, 32)
+                         kohya_path=tmp_path / "kohya.safetensors", callbacks=rec)
+    return result, rec.checkpoints
+
+
+def test_grids_are_drawn_every_grid_every_steps_and_at_the_end(gridded):
+    """Every checkpoint is reported; only those at multiples of grid_every and the last one carry a grid."""
+    _, reported = gridded
+    assert [(c.step, c.grid is not None) for c in reported] == [(1, False), (2, True), (3, True)]
+
+
+def test_progress_grid_takes_its_size_from_the_grid_settings(gridded):
+    """grid_images, grid_resolution and grid_steps shape a progress grid: here one 32 px tile."""
+    from PIL import Image
+
+    _, reported = gridded
+    assert Image.open(reported[1].grid).size == (32, 32)
+
+
+def test_final_grid_takes_its_size_from_the_final_grid_settings(gridded):
+    """final_grid_images and final_grid_resolution shape the final grid: 2 prompts x 2 seeds of 40 px tiles."""
+    from PIL import Image
+
+    result, reported = gridded
+    assert result.grid == reported[-1].grid and Image.open(result.grid).size == (80, 80)
+
+
+def test_the_result_says_when_stepping_began_and_what_grids_cost(gridded):
+    """first_step_at is set, and the time drawing grids is counted apart from the rest of the run."""
+    result, _ = gridded
+    assert result.first_step_at is not None and 0 < result.grid_seconds < result.seconds

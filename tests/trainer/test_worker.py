@@ -293,6 +293,7 @@ async def test_flagged_grid_tiles_are_greyed_under_block(tiny_model, photo_paths
     from PIL import Image
 
     cfg = with_checker(make_app_cfg(tiny_model, tmp_path / "data"), str(flags_everything))
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, grid_resolution=64))  # 64 px tiles
     async with storage_db.connect(cfg.storage.database) as db:
         job = await _train(db, cfg, await add_subject(db, cfg, photo_paths[:1]))
         assert job.state == "succeeded", job.error
@@ -391,3 +392,89 @@ async def test_the_operators_stated_license_is_written_into_the_lora(app_cfg, ph
     with safe_open(str(Path(cfg.storage.data_dir) / kohya.path), framework="pt") as f:
         assert f.metadata()["modelspec.license"] == "apache-2.0"
     assert lora.read_license(Path(cfg.storage.data_dir) / kohya.path)["license"] == "apache-2.0"
+
+
+async def test_a_train_result_says_where_the_time_went(trained, db_of):
+    """A train job's result has its timings: claim to first step above 0 and below the total, every part >= 0."""
+    cfg, first, second = trained
+    timings = (await jobs.get(db_of, first)).result["timings"]
+    assert set(timings) == {"claim_to_first_step", "class_images", "training", "grids", "total"}
+    assert 0 < timings["claim_to_first_step"] < timings["total"]
+    assert timings["class_images"] > 0 and timings["grids"] > 0 and timings["training"] > 0
+    assert timings["class_images"] + timings["training"] + timings["grids"] <= timings["total"]
+
+
+async def test_reused_class_images_take_no_time(trained, db_of):
+    """The second subject of the class reuses the class images: its timings count 0.0 for them."""
+    cfg, first, second = trained
+    assert (await jobs.get(db_of, second)).result["timings"]["class_images"] == 0.0
+
+
+async def test_a_warm_worker_loads_the_base_model_once(app_cfg, photo_paths, monkeypatch):
+    """One worker running a training, a generation and a second training loads the base pipeline once."""
+    from trainer import models
+
+    loads = []
+    real = models.load_pipeline
+
+    def counting(*args, **kwargs):
+        loads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load_pipeline", counting)
+    async with storage_db.connect(app_cfg.storage.database) as db:
+        rex = await add_subject(db, app_cfg, photo_paths, name="rex")
+        fido = await add_subject(db, app_cfg, photo_paths[:2], name="fido")
+        queue, worker, ids = app_cfg.storage.queue, Worker(app_cfg.trainer, app_cfg.storage), []
+        for enqueue in (
+                lambda: lifecycle.queue_training(db, subject_id=rex.id, queue=queue, params={}),
+                lambda: jobs.enqueue(db, kind="generate", user_id=1, subject_id=rex.id, cfg=queue, params={
+                    "prompt": "a photo of sks dog", "subject_ids": [rex.id], "n": 1, "seed": 1, "steps": 2}),
+                lambda: lifecycle.queue_training(db, subject_id=fido.id, queue=queue, params={})):
+            queued = await enqueue()
+            ids.append(getattr(queued, "job", queued).id)
+            await worker.run(until_job=ids[-1])  # the same worker, one job after the other
+        states = [(await jobs.get(db, i)).state for i in ids]
+    assert states == ["succeeded"] * 3 and len(loads) == 1
+
+
+def _oom_above(limit: int, tried: list[int]):
+    """A stand-in for trainer.data.generate_class_images that runs out of CUDA memory above `limit` images a batch
+    (no GPU here to run out of); it records each batch size tried."""
+    import torch
+
+    def generate(pipe, out_dir, *, batch_size, **kwargs):
+        tried.append(batch_size)
+        if batch_size > limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (stand-in)")
+        return out_dir
+    return generate
+
+
+@pytest.mark.parametrize(("limit", "tried"), [(4, [4]), (2, [4, 2]), (1, [4, 2, 1])])
+def test_class_images_halve_their_batch_on_out_of_memory(app_cfg, tmp_path, monkeypatch, limit, tried):
+    """Class images start at generation_batch's size (4 on the CPU) and halve on each out-of-memory error."""
+    from trainer import data, models
+    from trainer.config import TrainConfig
+
+    seen = []
+    monkeypatch.setattr(data, "generate_class_images", _oom_above(limit, seen))
+    worker = Worker(app_cfg.trainer, app_cfg.storage)
+    worker._runtime = models.pick_runtime("cpu")
+    job = dataclasses.make_dataclass("Job", ["id"])(1)
+    done = worker._generate_class_images(job, TrainConfig(class_images=10), None, tmp_path / "c", should_stop=bool)
+    assert done == tmp_path / "c" and seen == tried
+
+
+def test_class_images_out_of_memory_at_batch_one_fails_the_job(app_cfg, tmp_path, monkeypatch):
+    """When even one image a batch runs out of memory, the job fails for good with a message saying what to do."""
+    from trainer import data, models
+    from trainer.config import TrainConfig
+    from trainer.errors import OutOfMemory
+
+    monkeypatch.setattr(data, "generate_class_images", _oom_above(0, []))
+    worker = Worker(app_cfg.trainer, app_cfg.storage)
+    worker._runtime = models.pick_runtime("cpu")
+    job = dataclasses.make_dataclass("Job", ["id"])(1)
+    with pytest.raises(OutOfMemory, match="smaller resolution"):
+        worker._generate_class_images(job, TrainConfig(class_images=10), None, tmp_path / "c", should_stop=bool)
