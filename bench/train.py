@@ -1,5 +1,6 @@
 """Benchmark the trainer: seconds per step against a plain loop, memory, class images, generation.
 
+    python -m bench.train --proxy        # the proxy model, whole jobs on the worker: the issue-14 figures
     python -m bench.train                # tiny model on this machine's device (CPU here), ~1 minute
     python -m bench.train --full         # SD 1.5 architecture, random weights, 512 px, on CUDA
     python -m bench.train --family sdxl  # the tiny SDXL model (CPU here): checks the SDXL path runs
@@ -14,7 +15,11 @@ read, to show what that sync alone costs. With --compile (always with --full) ou
 again with compile_unet (torch.compile; its compiling steps are left out). With --full it also
 measures peak memory with 8-bit AdamW + gradient checkpointing and the UNet's achieved TFLOP/s
 (1.73 TFLOP fwd+bwd per 512 px sample with frozen base weights) as a fraction of the card's dense
-bf16 peak. Prints a table last and writes JSON (default bench/out/train.json).
+bf16 peak. Prints a table last and writes JSON (default bench/out/train-tiny.json, train-full.json,
+train-tiny-sdxl.json or train-full-sdxl.json).
+
+--proxy is bench/proxy.py: step, whole-job, second-subject and warm-start figures against the plain loop
+on the proxy model, alternated, written to bench/out/train.json.
 
 With --family sdxl there is no plain-loop comparison: it times our loop under the plan trainer.memory
 chooses for the free memory and under the leanest plan (batch 1, checkpointing, 8-bit AdamW), and
@@ -27,40 +32,18 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.device import peak_memory_mb, reset_peak, sync
+from bench.reference import plain_loop
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 UNET_TFLOP_PER_SAMPLE_512 = 1.73  # forward + backward (activations only: base weights are frozen)
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-
-
-def peak_memory_mb(device: str) -> float:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
-def reset_peak(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
 
 FULL = {"sd1": ("sd15", 512, "SD 1.5 architecture, random weights"),
         "sdxl": ("sdxl", 1024, "SDXL base architecture, random weights")}  # --family: (architecture, px, label)
@@ -141,60 +124,6 @@ def ours(pipe, runtime, cfg, photos, class_dir, workdir: Path, name: str, skip: 
             "adapter": str(out / "adapter")}
 
 
-def plain_loop(pipe, runtime, cfg, photos, class_dir, steps: int, *, log_every_step: bool = True,
-               skip: int = 3) -> dict:
-    """diffusers' reference loop: VAE-encode pixels and text-encode prompts every step, then the UNet.
-
-    Like the reference it reads the loss every step for its progress bar (`loss.detach().item()`),
-    which waits for the GPU; `log_every_step=False` drops that, to show what the sync alone costs.
-    """
-    import torch
-    import torch.nn.functional as F
-    from diffusers import DDPMScheduler
-
-    from trainer import data, lora
-
-    sched = DDPMScheduler.from_config(pipe.scheduler.config)
-    device, b = runtime.device, cfg.batch_size
-    inst = data.to_tensor([data.load_image(p, cfg.resolution) for p in photos])
-    cls = data.to_tensor([data.load_image(p, cfg.resolution) for p in data.class_image_paths(class_dir)])
-    ids = torch.cat([data.token_ids(pipe.tokenizer, cfg.instance_prompt).expand(b, -1),
-                     data.token_ids(pipe.tokenizer, cfg.class_prompt).expand(b, -1)]).to(device)
-    params = lora.add_train_adapters(pipe, rank=cfg.rank, alpha=cfg.alpha, text_encoder=False)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, fused=device == "cuda")
-    g = torch.Generator().manual_seed(0)
-    reset_peak(device)
-    try:
-        pipe.unet.train()
-        for step in range(steps):
-            if step == skip:
-                sync(device)
-                start = time.perf_counter()
-            pixels = torch.cat([inst[torch.randint(len(inst), (b,), generator=g)],
-                                cls[torch.randint(len(cls), (b,), generator=g)]]).to(device, runtime.dtype)
-            with torch.autocast(device, dtype=runtime.dtype, enabled=runtime.autocast):
-                with torch.no_grad():
-                    latents = pipe.vae.encode(pixels).latent_dist.sample() * pipe.vae.config.scaling_factor
-                    hidden = pipe.text_encoder(ids)[0]
-                noise = torch.randn_like(latents)
-                t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), device=device)
-                pred = pipe.unet(sched.add_noise(latents, noise, t), t, hidden).sample
-            inst_loss = F.mse_loss(pred[:b].float(), noise[:b].float())
-            prior_loss = F.mse_loss(pred[b:].float(), noise[b:].float())
-            (inst_loss + cfg.prior_loss_weight * prior_loss).backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if log_every_step:
-                (inst_loss + prior_loss).item()  # the reference logs the loss every step
-        sync(device)
-        seconds = (time.perf_counter() - start) / (steps - skip)
-    finally:
-        pipe.unet.eval()
-        lora.remove_train_adapters(pipe)
-    return {"seconds_per_step": seconds, "peak_mb": peak_memory_mb(device)}
-
-
 def compare_loops(args, pipe, runtime, cfg, photos, class_dir, workdir: Path, steps: int, result: dict,
                   rows: list) -> dict:
     """SD 1.x: our loop against the plain one (and, with --full, compiled and lean); fills result and rows."""
@@ -263,7 +192,7 @@ def memory_plans(pipe, runtime, cfg, photos, class_dir, workdir: Path, result: d
     return runs["chosen"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from trainer import data, generate
@@ -275,9 +204,21 @@ def main() -> int:
     parser.add_argument("--family", choices=tuple(FULL), default="sd1", help="sd1 (default) or sdxl")
     parser.add_argument("--device", default="auto", help="for the tiny model: auto, cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="also time training with compile_unet (on with --full)")
-    parser.add_argument("--steps", type=int, help="training steps per measurement (default 20 tiny, 30 full)")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/train.json"))
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, help="training steps per measurement (default 20 tiny, 30 full; "
+                        "--proxy: per job, the default preset's)")
+    parser.add_argument("--proxy", action="store_true", help="dreambot against the plain loop on the proxy model, "
+                        "whole jobs included (bench/proxy.py); writes bench/out/train.json")
+    parser.add_argument("--alternations", type=int, default=3, help="--proxy: times each pair runs (default 3)")
+    parser.add_argument("--class-images", type=int, help="--proxy: class images per job (default: config.toml's)")
+    parser.add_argument("--step-window", type=int, help="--proxy: steps timed per step window (default 20)")
+    parser.add_argument("--quick", action="store_true", help="--proxy: a few steps and class images, a smoke test")
+    parser.add_argument("--out", type=Path, help="default bench/out/train.json with --proxy, else "
+                        "bench/out/train-{tiny,full}[-sdxl].json")
+    args = parser.parse_args(argv)
+    if args.proxy:
+        return proxy_main(args)
+    args.out = args.out or Path(f"bench/out/train-{'full' if args.full else 'tiny'}"
+                                f"{'-sdxl' if args.family == 'sdxl' else ''}.json")
     torch.backends.cuda.matmul.allow_tf32 = True
     started = time.perf_counter()
     rows: list[tuple[str, str]] = []
@@ -325,14 +266,38 @@ def main() -> int:
                                                                      "(25 steps, CFG, one adapter)"))
 
     result["total_seconds"] = time.perf_counter() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+    write(result, rows, args.out, result["total_seconds"])
+    return 0
+
+
+def proxy_main(args) -> int:
+    """--proxy: bench/proxy.py's figures, its defaults read from config.toml."""
+    from bench import proxy
+    from storage import config
+
+    settings = config.load(config.REPO_CONFIG, env={}).trainer
+    defaults = proxy.QUICK if args.quick else {
+        "steps": settings.presets[settings.default_preset].steps, "class_images": settings.class_images,
+        "step_window": 20}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    started = time.perf_counter()
+    result, rows = proxy.run(args)
+    result["proxy"]["total_seconds"] = time.perf_counter() - started
+    write(result, rows, args.out or Path("bench/out/train.json"), result["proxy"]["total_seconds"])
+    return 0
+
+
+def write(result: dict, rows: list[tuple[str, str]], out: Path, seconds: float) -> None:
+    """Write the JSON and print the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
     width = max(len(k) for k, _ in rows)
     print()
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    print(f"{'written':<{width}}  {args.out} ({result['total_seconds']:.0f} s in all)")
-    return 0
+    print(f"{'written':<{width}}  {out} ({seconds:.0f} s in all)")
 
 
 if __name__ == "__main__":
