@@ -60,7 +60,7 @@ class RunSpec:
     prior_preservation: bool
     model: Path = TOY_MODEL
     steps: int | None = None  # None: the default preset's
-    checkpoint_every: int | None = None  # None: the config's (each checkpoint renders a sample grid)
+    checkpoint_every: int | None = None  # None: the config's (grids: trainer.grid_every and the final one)
     seeds_per_prompt: int = 8  # samples per evaluation prompt (4 backgrounds; the class prompt gets twice this)
     eval_seed: int = 0
 
