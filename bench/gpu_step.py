@@ -57,10 +57,9 @@ def images(workdir: Path, resolution: int) -> tuple[list[Path], Path]:
     import skimage.data
     from PIL import Image
 
-    photos = []
-    for name in ("chelsea", "astronaut", "coffee"):
-        photos.append(workdir / f"{name}.png")
-        Image.fromarray(getattr(skimage.data, name)()).save(photos[-1])
+    from storage.sample_photos import write_pngs
+
+    photos = write_pngs(workdir)
     class_dir = workdir / "classes"
     class_dir.mkdir()
     for i, name in enumerate(("cat", "rocket")[:CLASS_IMAGES]):

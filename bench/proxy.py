@@ -76,18 +76,6 @@ def flop_split(pipe, resolution: int) -> dict:
     return {"flop_split": ours, "sd15_split": sd15, "flop_split_within_10pct": flops.within(ours, sd15)}
 
 
-def photos(workdir: Path) -> list[Path]:
-    """Three real photographs (scikit-image's) as PNG files: the subject."""
-    import skimage.data
-    from PIL import Image
-
-    paths = []
-    for name in ("chelsea", "astronaut", "coffee"):
-        paths.append(workdir / f"{name}.png")
-        Image.fromarray(getattr(skimage.data, name)()).save(paths[-1])
-    return paths
-
-
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -95,9 +83,10 @@ def say(text: str) -> None:
 async def measure(args, workdir: Path) -> dict:
     """Every figure of the proxy bench; the JSON's "proxy" object."""
     from bench.jobs import WarmWorker
+    from storage.sample_photos import write_pngs
     from trainer.tiny_model import PROXY_RESOLUTION
 
-    pics = photos(workdir)
+    pics = write_pngs(workdir)
     cfg = settings(make_proxy(workdir), workdir / "data", resolution=PROXY_RESOLUTION,
                    class_images=args.class_images, quick=args.quick)
     bench = WarmWorker(cfg, pics)

@@ -51,9 +51,7 @@ FULL = {"sd1": ("sd15", 512, "SD 1.5 architecture, random weights"),
 
 def build(args, workdir: Path):
     """(pipe, runtime, photos): the tiny model through the worker's loader, or the full family built in memory."""
-    import skimage.data
-    from PIL import Image
-
+    from storage.sample_photos import write_pngs
     from trainer import models
     from trainer.tiny_model import build_random_pipeline, make_tiny_model
 
@@ -64,12 +62,7 @@ def build(args, workdir: Path):
         pipe = models.prepare_pipeline(build_random_pipeline(FULL[args.family][0], seed=0), runtime)
     else:
         pipe = models.load_pipeline(str(make_tiny_model(workdir / "tiny", arch=args.family)), runtime)
-    photos = []
-    for name in ("chelsea", "astronaut", "coffee"):
-        path = workdir / f"{name}.png"
-        Image.fromarray(getattr(skimage.data, name)()).save(path)
-        photos.append(path)
-    return pipe, runtime, photos
+    return pipe, runtime, write_pngs(workdir)
 
 
 class StepClock:

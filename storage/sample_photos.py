@@ -29,6 +29,15 @@ def sample_image(name: str) -> Image.Image:
     return Image.fromarray(getattr(skimage.data, name)())
 
 
+def write_pngs(folder: Path, names: tuple[str, ...] = ("chelsea", "astronaut", "coffee")) -> list[Path]:
+    """Write the named samples as <name>.png into `folder` (created if needed), plain: no metadata, upright."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png" for name in names]
+    for name, path in zip(names, paths, strict=True):
+        sample_image(name).save(path)
+    return paths
+
+
 def phone_exif() -> Image.Exif:
     """EXIF as a phone writes it: make, model, a GPS position and orientation 6 (turn right to show)."""
     exif = Image.Exif()

@@ -2,10 +2,10 @@
 
 `tiny` is a few-megabyte SD-1.x-shaped model (64 px images, 8x8 latents) that trains on a CPU in
 seconds; `sd15` is the real SD 1.5 architecture (860M-parameter UNet) with random weights, for
-timing on a GPU; `proxy` is SD 1.5 narrowed to weigh like it on a CPU (see `_proxy_configs`). All use the real CLIP tokenizer, built from the BPE merges that open-clip-torch
-ships, so prompts tokenize to the same ids as with a real model. `make_tiny_model` saves the
-normal diffusers layout, which loads through `StableDiffusionPipeline.from_pretrained` exactly
-like a downloaded model, with `safety_checker/` and `feature_extractor/` as SD 1.x repositories ship
+timing on a GPU; `proxy` is SD 1.5 narrowed to weigh like it on a CPU (see `_proxy_configs`). All use
+the real CLIP tokenizer, built from the BPE merges that open-clip-torch ships, so prompts tokenize to
+the same ids as with a real model. `make_tiny_model` saves the normal diffusers layout, which loads
+through `StableDiffusionPipeline.from_pretrained` exactly like a downloaded model, with `safety_checker/` and `feature_extractor/` as SD 1.x repositories ship
 them: a tiny seeded `StableDiffusionSafetyChecker` whose thresholds let every image pass, so the
 demo and the tests run the real check on every image (tests move a concept onto an image to flag it).
 """
@@ -72,8 +72,9 @@ def _proxy_configs() -> dict:
     (bench.flops: VAE encode of one image, the text encoder on 77 tokens, UNet forward + backward with
     rank-16 LoRA), SD 1.5's at 512 px: VAE 38.8%, text 0.46%, UNet 60.7% (2.88 TFLOP).
     - At 128 px every image-sized tensor has 1/16 of SD 1.5's pixels. The UNet at 0.3 of SD 1.5's
-      width (96, 192, 384, 384; 32 groups still divide it) takes about 0.3 s for a training step of
-      1 instance + 1 class sample on 2 CPU cores (0.56 s on one).
+      width (96, 192, 384, 384; 32 groups still divide it) takes 0.41 s for a training step of
+      1 instance + 1 class sample on one CPU thread (another benchmark sharing the machine), and
+      0.63 s in `bench.train --proxy` at torch's default 2 threads on this project's 2-core machine.
     - The VAE at 0.28 (36, 72, 144, 144) brings its share back to SD 1.5's; its 9 norm groups keep
       SD 1.5's 4 channels per group at the first level (32 would not divide 36). At 0.25, with the
       UNet at 0.3, it would be 17% light.
@@ -82,7 +83,7 @@ def _proxy_configs() -> dict:
     Measured split at 128 px (python -m bench.flops): VAE 37.7%, text 0.45%, UNet 61.8% (14.4 GFLOP):
     within 3% of SD 1.5's on each part. Seconds split otherwise on a CPU: the VAE's forward convolutions
     run at about twice the FLOP rate of the UNet's training step, so VAE + text take about a quarter of
-    a plain-loop step's time on the proxy, not 38%.
+    a plain-loop step's time on the proxy at one thread (14% at two), not 38%.
     """
     sd15 = _sd15_configs()
     return {
