@@ -5,9 +5,10 @@ seconds; `sd15` is the real SD 1.5 architecture (860M-parameter UNet) with rando
 timing on a GPU; `proxy` is SD 1.5 narrowed to weigh like it on a CPU (see `_proxy_configs`). All use
 the real CLIP tokenizer, built from the BPE merges that open-clip-torch ships, so prompts tokenize to
 the same ids as with a real model. `make_tiny_model` saves the normal diffusers layout, which loads
-through `StableDiffusionPipeline.from_pretrained` exactly like a downloaded model, with `safety_checker/`
-and `feature_extractor/` as SD 1.x repositories ship them: a tiny seeded `StableDiffusionSafetyChecker` whose thresholds let every image pass, so the
-demo and the tests run the real check on every image (tests move a concept onto an image to flag it).
+through `StableDiffusionPipeline.from_pretrained` exactly like a downloaded model, with
+`safety_checker/` and `feature_extractor/` as SD 1.x repositories ship them: a tiny seeded
+`StableDiffusionSafetyChecker` whose thresholds let every image pass, so the demo and the tests run
+the real check on every image (tests move a concept onto an image to flag it).
 """
 
 from __future__ import annotations
