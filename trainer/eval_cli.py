@@ -6,7 +6,9 @@
 A subject is a name trained with `dreambot train`, or an adapter folder (its metadata gives the
 token, the class and the base model) whose real photos are in --photos, in the folder itself or
 in its photos/ subfolder. The metric models come from --dino-model / --clip-model (hub id, read
-from the local cache, or folder). Heavy libraries load inside the command.
+from the local cache, or folder); unless both are the paper's, the table and report.json say its
+figures are not comparable to the paper's, and why (trainer/eval/identity.py). Heavy libraries
+load inside the command.
 
 It also reports DIV over the class images the subject was trained beside (the prior: the base
 model's own "a photo of a <class>"), so an operator sees how varied, or how uniform, the base
@@ -36,8 +38,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--steps", type=int, help="sampler steps (default: config)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance (default: config)")
     p.add_argument("--model", help="base model (default: the one the adapter was trained on)")
-    p.add_argument("--dino-model", default=d.dino_model, help="DINO ViT: hub id or folder")
-    p.add_argument("--clip-model", default=d.clip_model, help="CLIP model: hub id or folder")
+    p.add_argument("--dino-model", default=d.dino_model,
+                   help=f"DINO ViT: hub id (from the local cache) or folder (default: the paper's {d.dino_model})")
+    p.add_argument("--clip-model", default=d.clip_model,
+                   help=f"CLIP model: hub id (from the local cache) or folder (default: the paper's {d.clip_model})")
     p.add_argument("--no-class-prompts", action="store_true", help="skip the class prompts (no PRES; half the time)")
     p.add_argument("--class-images", type=Path,
                    help="the class images (the prior) to score for DIV (default: the training's own set, when "

@@ -4,7 +4,8 @@ Like the base model, each is read from the local Hugging Face cache or a folder,
 here. DINO is any transformers ViT-style backbone with a [CLS] token first (the paper's
 `facebook/dino-vits16`, or DINOv2); CLIP is a `CLIPModel` with its processor and tokenizer (the
 paper's ViT-B/32 is `openai/clip-vit-base-patch32`). Images go through each model's own
-saved preprocessing (resize, crop, normalise).
+saved preprocessing (resize, crop, normalise). Each knows whether it is the paper's model
+(`identity`, trainer/eval/identity.py), so the report can say when its figures are not comparable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from trainer.errors import ModelNotFound
+from trainer.eval import identity
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class DinoEmbedder:
         self.processor = _load(source, "DINO", lambda s: AutoImageProcessor.from_pretrained(s, local_files_only=True))
         self.model = _load(source, "DINO", lambda s: AutoModel.from_pretrained(s, local_files_only=True))
         self.model.to(device).eval().requires_grad_(False)
+        self.identity = identity.of_loaded("DINO", source, self.model)
         self.device = device
 
     @torch.no_grad()
@@ -74,6 +77,7 @@ class ClipEmbedder:
         self.tokenizer = _load(source, "CLIP", lambda s: AutoTokenizer.from_pretrained(s, local_files_only=True))
         self.model = _load(source, "CLIP", lambda s: CLIPModel.from_pretrained(s, local_files_only=True))
         self.model.to(device).eval().requires_grad_(False)
+        self.identity = identity.of_loaded("CLIP", source, self.model)
         self.device = device
 
     @staticmethod

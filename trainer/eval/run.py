@@ -11,18 +11,21 @@ and, for reference, the real photos' DINO and CLIP-I similarity among themselves
 "real images" row). Then DIV over the class images the subject was trained beside (the prior,
 `trainer/eval/prior.py`): how varied the base model's idea of the class is. Writes report.json, a
 grid per prompt (subject row over class row) and returns the report; `format_table` prints it.
+The figures sit beside the paper's only as far as the metric models are the paper's: when either is
+not (`trainer/eval/identity.py`), the report and the table say so, and why.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from trainer.eval import metrics, prior, prompts
+from trainer.eval import identity, metrics, prior, prompts
 from trainer.eval.config import EvalConfig
 
 PAPER = {"dreambooth_sd": {"dino": 0.668, "clip_i": 0.803, "clip_t": 0.305},
@@ -71,6 +74,9 @@ class Report:
     config: dict = field(default_factory=dict)
     prompts: list[PromptScore] = field(default_factory=list)
     paper: dict = field(default_factory=lambda: PAPER)
+    comparable_to_paper: bool = False  # both metric models are the paper's (trainer/eval/identity.py)
+    why_not_comparable: str | None = None  # which models were used instead, and how that was told
+    metric_models: dict = field(default_factory=dict)  # each one's source, name and verdict
 
 
 def score(subject_images: list[list[Image.Image]], class_images: list[list[Image.Image]] | None,
@@ -109,7 +115,8 @@ def score(subject_images: list[list[Image.Image]], class_images: list[list[Image
         real_dino=metrics.self_similarity(real_dino) if len(real_images) > 1 else None,
         real_clip_i=metrics.self_similarity(real_clip) if len(real_images) > 1 else None,
         n_images=len(flat), prompts=rows,
-        prior_div=prior.diversity(prior_images, dino) if prior_images and len(prior_images) > 1 else None)
+        prior_div=prior.diversity(prior_images, dino) if prior_images and len(prior_images) > 1 else None,
+        **identity.comparison(dino.identity, clip.identity))
 
 
 def evaluate(pipe, subject: EvalSubject, cfg: EvalConfig, out_dir: Path, dino, clip,
@@ -167,7 +174,8 @@ def _f(x: float | None) -> str:
 
 
 def format_table(report: Report) -> str:
-    """A plain-text table: one line per prompt, then the means beside the paper's figures."""
+    """A plain-text table: one line per prompt, then the means beside the paper's figures, marked not
+    comparable (and why) unless both metric models are the paper's."""
     lines = [f"{'prompt':<58} {'DINO':>6} {'CLIP-I':>6} {'CLIP-T':>6} {'DIV':>6} {'PRES':>6}"]
     for r in report.prompts:
         lines.append(f"{r.prompt[:58]:<58} {_f(r.dino):>6} {_f(r.clip_i):>6} {_f(r.clip_t):>6} "
@@ -179,9 +187,26 @@ def format_table(report: Report) -> str:
     if report.prior_div is not None:
         what = f"class images '{report.prior.get('prompt', '')}' ({report.prior.get('images', '?')}, the prior)"
         lines.append(f"{what[:58]:<58} {'':>6} {'':>6} {'':>6} {_f(report.prior_div):>6}")
-    p = PAPER
-    lines.append(f"{'paper, DreamBooth on Stable Diffusion':<58} {p['dreambooth_sd']['dino']:>6.3f} "
+    if report.comparable_to_paper:
+        ids = ", ".join(m.hub_id for m in identity.PAPER_MODELS.values())
+        lines.append(f"metric models: the paper's ({ids}); the rows below compare")
+    else:
+        lines += _not_comparable(report)
+    p, mark = PAPER, "" if report.comparable_to_paper else " (not comparable)"
+    lines.append(f"{'paper, DreamBooth on Stable Diffusion' + mark:<58} {p['dreambooth_sd']['dino']:>6.3f} "
                  f"{p['dreambooth_sd']['clip_i']:>6.3f} {p['dreambooth_sd']['clip_t']:>6.3f} {'':>6} "
                  f"{p['pres']['with_prior_preservation']:>6.3f}")
-    lines.append(f"{'paper, real images':<58} {p['real_images']['dino']:>6.3f} {p['real_images']['clip_i']:>6.3f}")
+    lines.append(f"{'paper, real images' + mark:<58} {p['real_images']['dino']:>6.3f} "
+                 f"{p['real_images']['clip_i']:>6.3f}")
     return "\n".join(lines)
+
+
+def _not_comparable(report: Report) -> list[str]:
+    """The warning above the paper's rows when the metric models are not the paper's."""
+    paper = " and ".join(f"{m.label} ({m.hub_id})" for m in identity.PAPER_MODELS.values())
+    lines = textwrap.wrap(f"NOT COMPARABLE to the paper's rows below: the paper scored with {paper}; this run "
+                          "used other metric models:", 94, break_on_hyphens=False)
+    whys = [m.get("why") for m in report.metric_models.values() if not m.get("papers")]
+    for why in whys or [report.why_not_comparable or "the metric models are unknown"]:
+        lines += textwrap.wrap(why, 94, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)
+    return lines

@@ -23,6 +23,17 @@ def embedders(metric_models):
     return DinoEmbedder(str(metric_models[0])), ClipEmbedder(str(metric_models[1]))
 
 
+@pytest.fixture(scope="session")
+def papers_configs() -> dict[str, dict]:
+    """{"DINO": config, "CLIP": config} as the paper's models have them, built by transformers (no weights)."""
+    from transformers import CLIPConfig, ViTConfig
+
+    from trainer.eval.identity import PAPER_MODELS
+
+    sizes = {k: v for k, v in PAPER_MODELS["DINO"].architecture.items() if k != "model_type"}
+    return {"DINO": ViTConfig(**sizes).to_dict(), "CLIP": CLIPConfig().to_dict()}  # CLIP's defaults are ViT-B/32
+
+
 @pytest.fixture
 def adapter_dir(pipe, tiny_model, photo_paths, tmp_path) -> Path:
     """An untrained subject adapter ('sks dog') saved with dreambot metadata, its photos beside it."""

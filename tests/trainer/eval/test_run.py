@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,8 +10,8 @@ import skimage.data
 from PIL import Image
 
 from storage.config import Config
-from trainer.eval import metrics
-from trainer.eval.run import score
+from trainer.eval import identity, metrics
+from trainer.eval.run import format_table, score
 from trainer.eval_cli import build_parser
 
 
@@ -60,6 +61,49 @@ def test_prior_div_is_div_over_the_class_images(embedders, photos):
     same = score([photos], None, photos, ["x"], [], dino, clip, prior_images=photos[:1] * 3)
     assert varied.prior_div == pytest.approx(metrics.div_score(dino.token_maps(photos)), abs=1e-6)
     assert varied.prior_div > 0 and same.prior_div == pytest.approx(0.0, abs=1e-6)
+
+
+def test_stand_in_metric_models_mark_the_report_not_comparable(embedders, photos):
+    """With the tiny random models, the table and the JSON say the figures are not the paper's to compare, and why."""
+    dino, clip = embedders
+    report = score([photos], None, photos, ["x"], [], dino, clip)
+    table = format_table(report)
+    saved = json.loads(json.dumps(dataclasses.asdict(report)))
+    assert "NOT COMPARABLE to the paper's rows below" in table and "paper, real images (not comparable)" in table
+    assert str(dino.identity.source) in table and "random weights" in table
+    assert saved["comparable_to_paper"] is False and "random weights" in saved["why_not_comparable"]
+    assert saved["metric_models"]["dino"]["papers"] is False and saved["metric_models"]["clip"]["papers"] is False
+
+
+def test_papers_metric_models_leave_the_table_unmarked(embedders, photos, papers_configs):
+    """When both metric models are the paper's, the paper's rows carry no mark and the JSON says comparable."""
+    dino, clip = embedders
+    papers = [identity.identify(role, m.hub_id, name=m.hub_id, config=papers_configs[role], untrained=False)
+              for role, m in identity.PAPER_MODELS.items()]
+    report = score([photos], None, photos, ["x"], [], dino, clip)
+    report = dataclasses.replace(report, **identity.comparison(*papers))
+    table = format_table(report)
+    assert "NOT COMPARABLE" not in table and "(not comparable)" not in table
+    assert "metric models: the paper's (facebook/dino-vits16, openai/clip-vit-base-patch32)" in table
+    assert report.comparable_to_paper and report.why_not_comparable is None
+
+
+@pytest.mark.slow
+def test_eval_command_marks_stand_in_models_not_comparable(adapter_dir, metric_models, tmp_path, capsys):
+    """`dreambot eval` with tiny stand-in metric models prints the warning and writes it to report.json."""
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("a {0} {1}\n")
+    out = tmp_path / "eval"
+    args = build_parser().parse_args([
+        "eval", "--subject", str(adapter_dir), "--prompts", str(prompts_file), "--images-per-prompt", "1",
+        "--steps", "1", "--no-class-prompts", "--prior-images", "0",
+        "--dino-model", str(metric_models[0]), "--clip-model", str(metric_models[1]), "--out", str(out)])
+    cfg = Config()
+    cfg = type(cfg)(storage=cfg.storage, trainer=type(cfg.trainer)(device="cpu", mixed_precision="no"), bot=cfg.bot)
+    assert args.func(args, cfg) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["comparable_to_paper"] is False and str(metric_models[0]) in report["why_not_comparable"]
+    assert "NOT COMPARABLE to the paper's rows below" in capsys.readouterr().out
 
 
 @pytest.mark.slow
