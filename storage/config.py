@@ -126,6 +126,9 @@ class Preset:
     rank: int = setting(16, lo=1, hi=512, help="LoRA rank")
     alpha: float = setting(16.0, lo=0.0, help="LoRA alpha (scale = alpha / rank)")
     train_text_encoder: bool = setting(False, help="also train a LoRA on the text encoder")
+    flip: bool = setting(True, help=(
+        "also train on mirror images of the photos and class images; faces turns it off (a face is not symmetric), "
+        "and so should a subject with text or a logo"))
 
 
 # Presets for SDXL base (1024 px): the diffusers SDXL DreamBooth LoRA example trains 500 steps at 1e-4; its larger
@@ -133,7 +136,7 @@ class Preset:
 SDXL_PRESETS = {
     "quick": Preset(steps=300, learning_rate=1e-4, rank=8, alpha=8.0, train_text_encoder=False),
     "balanced": Preset(steps=500, learning_rate=1e-4, rank=16, alpha=16.0, train_text_encoder=False),
-    "faces": Preset(steps=800, learning_rate=5e-5, rank=32, alpha=32.0, train_text_encoder=True),
+    "faces": Preset(steps=800, learning_rate=5e-5, rank=32, alpha=32.0, train_text_encoder=True, flip=False),
 }
 
 
@@ -186,6 +189,9 @@ class TrainerSettings:
     default_preset: str = setting("balanced", help="preset used when a user names none")
     class_images: int = setting(100, lo=0, help="class images generated for prior preservation")
     prior_loss_weight: float = setting(1.0, lo=0.0, help="weight of the prior-preservation loss")
+    seed: int = setting(0, lo=0, hi=2**31 - 1, help=(
+        "seeds each training run: its noise, timesteps, photo crops and mirror images (the same seed and photos "
+        "give the same adapter on the same machine)"))
     checkpoint_every: int = setting(100, lo=1, help=(
         "steps between checkpoints (resume points; /train offers them as fallbacks)"))
     keep_checkpoints: int = setting(3, lo=1, help="checkpoints kept on disk per job")
@@ -232,6 +238,13 @@ class TrainerSettings:
     vae: str = setting("", help=(
         "an fp16-safe VAE (hub id or local folder, e.g. madebyollin/sdxl-vae-fp16-fix) for SDXL in half "
         "precision; empty: SDXL's own VAE runs in fp32"))
+    snr_gamma: float = setting(0.0, lo=0.0, hi=100.0, help=(
+        "Min-SNR-gamma loss weighting (Hang et al. 2023): each example's error, on the x0 scale, is weighted by "
+        "min(SNR, gamma), so the easy low-noise timesteps stop dominating the gradient; 0 is off, the paper uses 5"))
+    crops_per_photo: int = setting(4, lo=1, hi=32, help=(
+        "views cached per subject photo: the centre crop, and random crops at 1-1.25x scale whose windows move "
+        "over the whole photo (the long side too), drawn from the training seed; each photo stays equally likely. "
+        "Encoding takes this many times longer (once per job); 1: the centre crop only"))
     noise_offset: float = setting(0.0, lo=0.0, hi=1.0, help=(
         "offset noise (Guttenberg 2023, kohya's noise_offset): a per-image, per-channel shift added to the "
         "training noise, so the model learns to move a whole image's colour; 0 is off, SD LoRA trainers often "

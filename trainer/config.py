@@ -63,10 +63,11 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute UNet activations: less memory, ~30% slower
     compile_unet: str = _setting("compile_unet")  # "off", "default" or "reduce-overhead" (true/false still read)
     channels_last: bool = True  # on CUDA: the UNet's weights in channels-last layout (tensor-core convolutions)
-    snr_gamma: float | None = None  # Min-SNR loss weighting (Hang et al. 2023); None turns it off
+    snr_gamma: float | None = _setting("snr_gamma")  # Min-SNR-gamma loss weighting; 0 (or None, in old configs) is off
     noise_offset: float = _setting("noise_offset")
-    flip: bool = True  # also train on horizontally mirrored copies of every image
-    seed: int = 0  # seeds torch, numpy and python, the noise and the sample grids
+    flip: bool = True  # also train on horizontally mirrored copies of every image (the preset's; faces: off)
+    crops_per_photo: int = _setting("crops_per_photo")  # cached views of each photo: the centre crop, then random ones
+    seed: int = _setting("seed")  # seeds torch, numpy and python, the noise, crops and the sample grids
     # prior preservation
     class_images: int = _setting("class_images")  # 0 turns prior preservation off
     prior_loss_weight: float = _setting("prior_loss_weight")
@@ -168,7 +169,7 @@ def resolve(settings: TrainerSettings, params: dict[str, Any], *, token: str, cl
         **from_settings, "base_model": params.get("model") or settings.base_model, "family": family,
         "token": token, "class_noun": class_noun, "preset": name, "steps": steps,
         "learning_rate": preset.learning_rate * settings.learning_rate_scale, "rank": preset.rank,
-        "alpha": float(preset.alpha), "train_text_encoder": preset.train_text_encoder,
+        "alpha": float(preset.alpha), "train_text_encoder": preset.train_text_encoder, "flip": preset.flip,
         "resolution": settings.resolution or family_settings.resolution,
         "checkpoint_every": min(settings.checkpoint_every, steps)})
 

@@ -6,6 +6,12 @@ each step draws `mean + std * noise`, which is exactly what re-encoding through 
 step (diffusers' reference script) samples. A step then runs the UNet only, on one fused batch
 of instance and class examples.
 
+Caching loses the random crops a per-step data loader would take, so each subject photo is cached
+as several views (`crop_views`, trainer.crops_per_photo): the centre crop, and random squares of the
+photo scaled up by 1-1.25x, which move over the whole photo (a wide photo's sides too) and vary the
+subject's size. Every photo has as many views, so uniform draws keep each photo equally likely.
+Class images keep one centre view: there are many of them already.
+
 SDXL also reads, per image, the micro-conditioning it was trained with: the photo's original
 size, the top-left corner of the crop actually taken from it (in the resized image; for a mirror
 image the mirrored corner) and the target size. Each cached latent keeps its own six `time_ids`,
@@ -36,11 +42,13 @@ log = logging.getLogger(__name__)
 CLASS_SEED_BASE = 1_000_000  # class image i uses seed CLASS_SEED_BASE + i
 CLASS_CACHE_VERSION = 1  # bump when the generation recipe changes, so old sets are not reused
 LATENTS_FILE = "latents.safetensors"
+VIEW_SCALES = (1.0, 1.25)  # a random view scales the photo's short side to resolution x s, s uniform in this range
 
 
 @dataclass(frozen=True)
 class Crop:
-    """How `load_image` turns a photo into a square: resize the short side to the resolution, centre-crop."""
+    """One square view of a photo: the photo resized to `resized_size`, then the square at (top, left) cut out.
+    `load_image`'s centre crop resizes the short side to the resolution; other views resize it larger."""
     original_size: tuple[int, int]  # (height, width) of the photo as stored
     resized_size: tuple[int, int]  # (height, width) after resizing
     top: int  # the crop's top-left corner in the resized image
@@ -56,9 +64,45 @@ class Crop:
 
 def crop_of(width: int, height: int, resolution: int) -> Crop:
     """The crop `load_image` takes from a width x height image (pure: sizes in, sizes out)."""
-    scale = resolution / min(width, height)
-    w, h = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+    w, h = _resized(width, height, resolution, 1.0)
     return Crop((height, width), (h, w), (h - resolution) // 2, (w - resolution) // 2, resolution)
+
+
+def _resized(width: int, height: int, resolution: int, scale: float) -> tuple[int, int]:
+    """(width, height) with the short side scaled to resolution x scale, never under the resolution."""
+    factor = resolution * scale / min(width, height)
+    return max(resolution, round(width * factor)), max(resolution, round(height * factor))
+
+
+def crop_views(width: int, height: int, resolution: int, *, count: int, rng: np.random.Generator) -> list[Crop]:
+    """`count` square views of a width x height photo (pure: sizes and a generator in, Crop records out).
+
+    View 0 is `crop_of`'s centre crop. Each other view scales the short side to resolution x s, s uniform in
+    VIEW_SCALES, and takes the square at a uniform position in that, along both sides: where the window sits and
+    how much of the photo it holds both vary. count 1 draws nothing from `rng`.
+    """
+    if count < 1:
+        raise ValueError(f"a photo needs at least one view, not {count}")
+    views = [crop_of(width, height, resolution)]
+    for _ in range(count - 1):
+        w, h = _resized(width, height, resolution, float(rng.uniform(*VIEW_SCALES)))
+        top, left = (int(rng.integers(0, side - resolution + 1)) for side in (h, w))
+        views.append(Crop((height, width), (h, w), top, left, resolution))
+    return views
+
+
+def cut(image: Image.Image, crop: Crop) -> Image.Image:
+    """The view `crop` describes, cut from `image` (the photo as stored, converted to RGB)."""
+    resized = image.resize(crop.resized_size[::-1], Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return resized.crop((crop.left, crop.top, crop.left + crop.resolution, crop.top + crop.resolution))
+
+
+def photo_views(path: str | Path, resolution: int, *, count: int,
+                rng: np.random.Generator) -> list[tuple[Image.Image, Crop]]:
+    """The photo at `path` as `crop_views` describes it: each view's RGB image and its Crop."""
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+    return [(cut(rgb, crop), crop) for crop in crop_views(rgb.width, rgb.height, resolution, count=count, rng=rng)]
 
 
 def image_crop(path: str | Path, resolution: int) -> Crop:
@@ -76,9 +120,8 @@ def time_ids(crops: list[Crop], *, flip: bool) -> torch.Tensor:
 def load_image(path: str | Path, resolution: int) -> Image.Image:
     """An RGB image with its short side scaled to `resolution` and the long side centre-cropped."""
     with Image.open(path) as im:
-        crop = crop_of(im.width, im.height, resolution)
-        im = im.convert("RGB").resize(crop.resized_size[::-1], Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return im.crop((crop.left, crop.top, crop.left + resolution, crop.top + resolution))
+        rgb = im.convert("RGB")
+    return cut(rgb, crop_of(rgb.width, rgb.height, resolution))
 
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -147,7 +190,8 @@ class LatentPool:
         return self.mean.shape[0]
 
     def sample(self, n: int, generator: torch.Generator, scaling_factor: float) -> torch.Tensor:
-        """n latents, images drawn uniformly with replacement, each a fresh draw from its distribution."""
+        """n latents, images drawn uniformly with replacement, each a fresh draw from its distribution.
+        (Every photo has as many views and mirror images in the pool, so each photo is equally likely.)"""
         return self.draw(n, generator, scaling_factor)[0]
 
     def draw(self, n: int, generator: torch.Generator,
@@ -165,15 +209,19 @@ class LatentPool:
 
 @torch.no_grad()
 def encode_images(vae, images: torch.Tensor, *, flip: bool, batch_size: int = 8) -> LatentPool:
-    """Encode [N, 3, H, W] images in [-1, 1] (and their mirror images when `flip`) to a LatentPool, fp32."""
-    if flip:
-        images = torch.cat([images, images.flip(-1)])
+    """Encode [N, 3, H, W] images in [-1, 1] (and their mirror images when `flip`, after them) to a LatentPool, fp32."""
+    n = images.shape[0]
     means, stds = [], []
-    for chunk in images.split(batch_size):
+    # Row i >= n is image i - n mirrored: each batch is built when encoded, so no mirrored copy of every image is held.
+    for rows in torch.arange(2 * n if flip else n).split(batch_size):
+        chunk = images[rows % n]
+        chunk[rows >= n] = chunk[rows >= n].flip(-1)
         dist = vae.encode(chunk.to(vae.device, vae.dtype)).latent_dist
         means.append(dist.mean.float())
         stds.append(dist.std.float())
-    return LatentPool(torch.cat(means), torch.cat(stds))
+    # Contiguous, as a pool loaded from disk is: the VAE may hand back channels-last tensors, and a layout that differs
+    # between a job's first run (fresh class latents) and its resume (loaded ones) changes the UNet's float rounding.
+    return LatentPool(torch.cat(means).contiguous(), torch.cat(stds).contiguous())
 
 
 def save_pool(pool: LatentPool, path: Path) -> None:
@@ -250,12 +298,16 @@ class TrainingData:
 
 
 def prepare(pipe, *, instance_paths: list[Path], class_dir: Path | None, instance_prompt: str,
-            class_prompt: str, resolution: int, flip: bool, text_encoder_frozen: bool) -> TrainingData:
-    """Encode the photos, the class images and the prompts once, on the pipeline's device."""
+            class_prompt: str, resolution: int, flip: bool, text_encoder_frozen: bool, crops_per_photo: int = 1,
+            seed: int = 0) -> TrainingData:
+    """Encode the photos (`crops_per_photo` views of each, random ones drawn from `seed`), the class images and the
+    prompts once, on the pipeline's device. The instance pool holds each photo's views in turn, then their mirror
+    images in the same order when `flip`."""
     device = pipe.unet.device
-    photos = to_tensor([load_image(p, resolution) for p in instance_paths])
-    instance = encode_images(pipe.vae, photos, flip=flip)
-    instance.time_ids = time_ids([image_crop(p, resolution) for p in instance_paths], flip=flip)
+    rng = np.random.default_rng(seed % 2**64)
+    views = [view for p in instance_paths for view in photo_views(p, resolution, count=crops_per_photo, rng=rng)]
+    instance = encode_images(pipe.vae, to_tensor([image for image, _ in views]), flip=flip)
+    instance.time_ids = time_ids([crop for _, crop in views], flip=flip)
     instance = instance.to(device)
     classes = class_latents(pipe.vae, class_dir, resolution=resolution, flip=flip).to(device) if class_dir else None
     ids = token_ids(pipe.tokenizer, instance_prompt), token_ids(pipe.tokenizer, class_prompt)

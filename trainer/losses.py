@@ -38,12 +38,24 @@ def diffusion_target(noise: torch.Tensor, latents: torch.Tensor, timesteps: torc
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
 def min_snr_weights(timesteps: torch.Tensor, alphas_cumprod: torch.Tensor, *, gamma: float,
                     prediction_type: str) -> torch.Tensor:
-    """Per-sample Min-SNR-gamma loss weights (Hang et al. 2023), as in diffusers' training scripts."""
+    """Per-sample Min-SNR-gamma loss weights (Hang et al. 2023) for the MSE against `prediction_type`'s target.
+
+    The paper weights the x_0 error by min(SNR, gamma). The epsilon error is SNR x the x_0 error and the
+    velocity error (SNR + 1) x it, so their weights divide by those factors: all three give the same loss.
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"unknown prediction_type {prediction_type!r}: Min-SNR weights exist for "
+                         f"{', '.join(PREDICTION_TYPES)}")
     a = alphas_cumprod.to(timesteps.device)[timesteps].float()
     snr = a / (1 - a)
     clipped = torch.clamp(snr, max=gamma)
+    if prediction_type == "sample":
+        return clipped
     return clipped / (snr + 1) if prediction_type == "v_prediction" else clipped / snr
 
 

@@ -163,7 +163,8 @@ def _train(pipe, runtime: Runtime, cfg: TrainConfig, *, instance_paths, class_di
     train_data = data.prepare(
         pipe, instance_paths=instance_paths, class_dir=class_dir if cfg.prior_preservation else None,
         instance_prompt=cfg.instance_prompt, class_prompt=cfg.class_prompt, resolution=cfg.resolution,
-        flip=cfg.flip, text_encoder_frozen=not cfg.train_text_encoder)
+        flip=cfg.flip, crops_per_photo=cfg.crops_per_photo, seed=cfg.seed,
+        text_encoder_frozen=not cfg.train_text_encoder)
     params = lora.add_train_adapters(pipe, rank=cfg.rank, alpha=cfg.alpha, text_encoder=cfg.train_text_encoder)
     try:
         run = _build(pipe, runtime, cfg, train_data=train_data, params=params, out_dir=out_dir, metadata=metadata)
@@ -283,7 +284,7 @@ def _step(pipe, runtime: Runtime, cfg: TrainConfig, run: _Run, step: int):
     # Loss (pure function), backward, clip, step.
     target = diffusion_target(noise, latents, timesteps, prediction_type=run.prediction_type,
                               alphas_cumprod=run.alphas_cumprod)
-    weights = None if cfg.snr_gamma is None else min_snr_weights(
+    weights = None if not cfg.snr_gamma else min_snr_weights(
         timesteps, run.alphas_cumprod, gamma=cfg.snr_gamma, prediction_type=run.prediction_type)
     loss = prior_preservation_loss(pred, target, b, cfg.prior_loss_weight, weights)
     run.scaler.scale(loss.total).backward()
@@ -421,4 +422,5 @@ def _metadata(cfg: TrainConfig, prediction_type: str) -> dict:
             "instance_prompt": cfg.instance_prompt, "preset": cfg.preset, "steps": cfg.steps,
             "learning_rate": cfg.learning_rate, "rank": cfg.rank, "alpha": cfg.alpha,
             "train_text_encoder": cfg.train_text_encoder, "resolution": cfg.resolution,
+            "flip": cfg.flip, "crops_per_photo": cfg.crops_per_photo, "snr_gamma": cfg.snr_gamma or 0.0,
             "prediction_type": prediction_type, "format": "dreambot-lora/1"}

@@ -23,6 +23,32 @@ def test_resolve_takes_the_preset():
     assert cfg.instance_prompt == "a photo of ohwx person" and cfg.class_prompt == "a photo of a person"
 
 
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_the_shipped_faces_preset_trains_without_mirror_images(family):
+    """Flips are the preset's: faces (asymmetric) turns them off, quick and balanced keep them, for every family."""
+    from storage.config import REPO_CONFIG, load
+
+    settings = load(REPO_CONFIG, env={}).trainer
+    flips = {name: resolve(settings, {"preset": name}, token="sks", class_noun="person", family=family).flip
+             for name in ("quick", "balanced", "faces")}
+    assert flips == {"quick": True, "balanced": True, "faces": False}
+
+
+def test_a_preset_s_flip_reaches_the_run():
+    """A preset that turns flips off trains on the photos as they are; one that leaves flip unset mirrors them."""
+    import dataclasses
+
+    settings = dataclasses.replace(SETTINGS, presets={**SETTINGS.presets, "plain": Preset(flip=False)})
+    assert not resolve(settings, {"preset": "plain"}, token="sks", class_noun="dog").flip
+    assert resolve(settings, {"preset": "quick"}, token="sks", class_noun="dog").flip
+
+
+@pytest.mark.parametrize(("name", "default"), [("snr_gamma", 0.0), ("crops_per_photo", 4)])
+def test_augmentation_and_loss_weighting_defaults(name, default):
+    """Min-SNR weighting is off and each photo is cached as 4 views unless the settings say otherwise."""
+    assert getattr(resolve(SETTINGS, {}, token="sks", class_noun="dog"), name) == default
+
+
 def test_learning_rate_scale_multiplies_every_preset():
     """A base model of another size takes the presets' learning rates times the scale; nothing else changes."""
     import dataclasses
@@ -101,7 +127,7 @@ def test_every_setting_reaches_the_run_under_its_own_name():
     changed = dataclasses.replace(SETTINGS, class_images=7, prior_loss_weight=0.5, sample_steps=9, guidance_scale=3.0,
                                   keep_checkpoints=5, device="cpu", mixed_precision="no",
                                   compile_unet="reduce-overhead",
-                                  grid_images=4, grid_steps=6, grid_resolution=32)
+                                  grid_images=4, grid_steps=6, grid_resolution=32, snr_gamma=5.0, crops_per_photo=2)
     cfg = resolve(changed, {}, token="sks", class_noun="dog")
     for f in dataclasses.fields(TrainConfig):
         if "setting" in f.metadata and f.name not in ("base_model", "checkpoint_every"):

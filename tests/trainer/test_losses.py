@@ -76,6 +76,46 @@ def test_min_snr_weights_cap_high_snr(scheduler):
     torch.testing.assert_close(w, torch.clamp(snr, max=5.0) / snr)
 
 
+# alphas_cumprod 0.5, 0.9, 0.2 have SNR a / (1 - a) = 1, 9, 0.25; with gamma 5 min(SNR, 5) = 1, 5, 0.25
+@pytest.mark.parametrize(("prediction_type", "expected"), [
+    ("sample", [1.0, 5.0, 0.25]),  # min(SNR, gamma)
+    ("epsilon", [1.0, 5.0 / 9.0, 1.0]),  # min(SNR, gamma) / SNR
+    ("v_prediction", [0.5, 0.5, 0.2]),  # min(SNR, gamma) / (SNR + 1)
+])
+def test_min_snr_weights_by_hand(prediction_type, expected):
+    """Each prediction type's Min-SNR-5 weights equal the paper's formula worked by hand."""
+    w = min_snr_weights(torch.tensor([0, 1, 2]), torch.tensor([0.5, 0.9, 0.2]), gamma=5.0,
+                        prediction_type=prediction_type)
+    torch.testing.assert_close(w, torch.tensor(expected))
+
+
+def test_min_snr_weighted_losses_agree_on_the_x0_scale(scheduler):
+    """One prediction, read as x_0, epsilon or v, gives the same Min-SNR-weighted loss whatever the target.
+
+    Hang et al. 2023: the epsilon MSE is SNR x the x_0 MSE and the v MSE (SNR + 1) x it, so the weights undo that.
+    """
+    g = torch.Generator().manual_seed(0)
+    x0, noise, pred_x0 = (torch.randn(4, 4, 3, 3, generator=g) for _ in range(3))
+    t = torch.tensor([5, 200, 600, 990])
+    a = scheduler.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    noisy = add_noise(x0, noise, t, scheduler.alphas_cumprod)
+    pred_eps = (noisy - a.sqrt() * pred_x0) / (1 - a).sqrt()  # the same prediction in each parameterisation
+    preds = {"sample": pred_x0, "epsilon": pred_eps, "v_prediction": a.sqrt() * pred_eps - (1 - a).sqrt() * pred_x0}
+    losses = {}
+    for kind, pred in preds.items():
+        target = diffusion_target(noise, x0, t, prediction_type=kind, alphas_cumprod=scheduler.alphas_cumprod)
+        weights = min_snr_weights(t, scheduler.alphas_cumprod, gamma=5.0, prediction_type=kind)
+        losses[kind] = prior_preservation_loss(pred, target, 4, 1.0, weights).total.item()
+    assert losses["epsilon"] == pytest.approx(losses["sample"], rel=1e-4)
+    assert losses["v_prediction"] == pytest.approx(losses["sample"], rel=1e-4)
+
+
+def test_min_snr_weights_refuse_an_unknown_prediction_type(scheduler):
+    """A prediction type with no Min-SNR weighting is an error that names the ones there are."""
+    with pytest.raises(ValueError, match="epsilon, v_prediction, sample"):
+        min_snr_weights(torch.tensor([1]), scheduler.alphas_cumprod, gamma=5.0, prediction_type="flow")
+
+
 @pytest.mark.parametrize(("step", "schedule", "expected"), [
     (0, "cosine", 1e-4 / 10),  # warmup: 10 steps (a tenth of 100), linear from the first step
     (9, "cosine", 1e-4),  # end of warmup
