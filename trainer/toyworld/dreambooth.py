@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trainer.toyworld import quality, subject
+from trainer.toyworld.contexts import CONTEXTS, Context
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +62,36 @@ class RunSpec:
     model: Path = TOY_MODEL
     steps: int | None = None  # None: the default preset's
     checkpoint_every: int | None = None  # None: the config's (grids: trainer.grid_every and the final one)
-    seeds_per_prompt: int = 8  # samples per evaluation prompt (4 backgrounds; the class prompt gets twice this)
+    seeds: int = 32  # evaluation samples per context (the class prompt gets twice this)
     eval_seed: int = 0
+    train_seed: int = 0  # trainer.seed: the run's noise, timesteps, crops and flips
+    contexts: tuple[Context, ...] = CONTEXTS  # () measures the class prompt alone
+    settings: tuple[tuple[str, str], ...] = ()  # [trainer] settings to change, as (name, value): bench.quality --set
 
 
 def toy_config(base, spec: RunSpec, data_dir: Path):
     """The repository's config with the toy model, 64 px, CPU fp32, its learning-rate scale, batch and
-    offset noise, a fresh data folder, the prior switch, and no safety checker."""
+    offset noise, a fresh data folder, the prior switch, the training seed, and no safety checker."""
     trainer = dataclasses.replace(
         # safety_checker "off": the toy model ships no checker (its weights are committed as trained), its
         # images of coloured shapes are scored here and posted nowhere, and "auto" would look for the
         # standard checker in a Hugging Face cache that CI does not have.
         base.trainer, base_model=str(spec.model), safety_checker="off", resolution=64, device="cpu",
-        mixed_precision="no",
+        mixed_precision="no", seed=spec.train_seed,
         learning_rate_scale=LEARNING_RATE_SCALE, batch_size=BATCH_SIZE, noise_offset=NOISE_OFFSET,
         class_images=base.trainer.class_images if spec.prior_preservation else 0,
         checkpoint_every=spec.checkpoint_every or base.trainer.checkpoint_every)
+    if spec.settings:
+        trainer = dataclasses.replace(trainer, **{k: _typed(getattr(trainer, k), v) for k, v in spec.settings})
     storage = dataclasses.replace(base.storage, data_dir=data_dir, db_path="")
     return dataclasses.replace(base, trainer=trainer, storage=storage)
+
+
+def _typed(current, value: str):
+    """A setting's new value, read as the type of its current one ('true'/'false' for booleans)."""
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    return type(current)(value)
 
 
 def train_subject(cfg, work: Path, steps: int | None) -> Path:
@@ -97,42 +110,117 @@ def train_subject(cfg, work: Path, steps: int | None) -> Path:
     return work / "export" / "adapter"
 
 
+def generator_for(model: Path):
+    """The toy base model loaded as `/imagine` loads one, on the CPU in fp32."""
+    from trainer import models
+    from trainer.generate import ImageGenerator
+
+    return ImageGenerator(models.load_pipeline(str(model), models.pick_runtime("cpu", "no")), cache_size=1)
+
+
 def run(spec: RunSpec, work: Path, base_cfg=None) -> dict:
-    """Train on the subject's photos, then generate and score; returns the figures and what made them."""
+    """Train on the subject's photos, then generate and score every context; returns the figures, what made
+    them, and the paths of one sample grid per context (a row per 8 seeds) and of the class prompt's."""
     from storage.config import load
-    from trainer import lora, models
-    from trainer.generate import ImageGenerator, save_grid
+    from trainer import lora
+    from trainer.generate import save_grid
 
     cfg = toy_config(base_cfg or load(REPO / "config.toml"), spec, work / "data")
     started = time.perf_counter()
     adapter = train_subject(cfg, work, spec.steps)
     trained = time.perf_counter() - started
     meta = lora.read_metadata(adapter)
-    pipe = models.load_pipeline(str(spec.model), models.pick_runtime("cpu", "no"))
-    q, subject_images, class_images = quality.measure(
-        ImageGenerator(pipe, cache_size=1), adapter, meta["token"], seeds_per_prompt=spec.seeds_per_prompt,
-        steps=cfg.trainer.sample_steps, guidance=cfg.trainer.guidance_scale, seed=spec.eval_seed)
-    save_grid(subject_images, cols=spec.seeds_per_prompt, path=work / "subject-samples.png")
-    save_grid(class_images, cols=spec.seeds_per_prompt, path=work / "class-samples.png")
-    return {"prior_preservation": spec.prior_preservation, **dataclasses.asdict(q),
-            "steps": meta.get("steps_done"), "preset": meta.get("preset"),
-            "learning_rate": meta.get("learning_rate"), "rank": meta.get("rank"),
+    refs = quality.photo_references(sorted((work / "photos").glob("*.png")),
+                                    views=cfg.trainer.crops_per_photo, seed=cfg.trainer.seed)
+    measured = quality.measure(generator_for(spec.model), adapter, meta["token"], seeds=spec.seeds,
+                               steps=cfg.trainer.sample_steps, guidance=cfg.trainer.guidance_scale,
+                               seed=spec.eval_seed, contexts=spec.contexts, refs=refs)
+    grids = {}
+    for name, images in measured.images.items():
+        grids[name] = str(work / "grids" / f"{name.replace(' ', '-').replace(',', '')}.png")
+        save_grid(images, cols=8, path=Path(grids[name]))
+    return {"prior_preservation": spec.prior_preservation, "train_seed": spec.train_seed,
+            "steps": meta.get("steps_done"), **measured.as_dict(),
+            "preset": meta.get("preset"), "learning_rate": meta.get("learning_rate"), "rank": meta.get("rank"),
             "class_images": cfg.trainer.class_images, "token": meta["token"],
             "train_seconds": round(trained, 1), "total_seconds": round(time.perf_counter() - started, 1),
-            "grids": [str(work / "subject-samples.png"), str(work / "class-samples.png")]}
+            "grids": grids}
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'prior preservation':<20} {'subject fidelity':>17} {'prompt fidelity':>16} {'class collapse':>15} "
-             f"{'steps':>6} {'train s':>8}"]
-    for r in rows:
-        lines.append(f"{'with' if r['prior_preservation'] else 'without':<20} {r['subject_fidelity']:>17.3f} "
-                     f"{r['prompt_fidelity']:>16.3f} {r['class_collapse']:>15.3f} {r['steps']:>6} "
-                     f"{r['train_seconds']:>8.0f}")
-    lines.append(f"{'required':<20} {'>= 0.8':>17} {'>= 0.8':>16} {'<= 0.2 with':>15}")
-    return "\n".join(lines)
+def summary(runs: list[dict]) -> dict:
+    """Medians over training seeds (and the minimum of the held-out subject fidelity), with and without prior."""
+    import statistics
+
+    out = {}
+    with_prior = [r for r in runs if r["prior_preservation"]]
+    without = [r for r in runs if not r["prior_preservation"]]
+    if with_prior:
+        held = [r["heldout"]["subject_fidelity"] for r in with_prior]
+        out["with_prior"] = {
+            "heldout_subject_fidelity": statistics.median(held), "heldout_subject_fidelity_min": min(held),
+            "heldout_subject_fidelity_low": statistics.median(r["heldout"]["subject_fidelity_low"] for r in with_prior),
+            "heldout_prompt_fidelity": statistics.median(r["heldout"]["prompt_fidelity"] for r in with_prior),
+            "training_subject_fidelity": statistics.median(r["training"]["subject_fidelity"] for r in with_prior),
+            "class_collapse": statistics.median(r["class_collapse"] for r in with_prior),
+            "copies": statistics.median(r["copies"] for r in with_prior), "train_seeds": len(with_prior)}
+    if without:
+        out["without_prior"] = {
+            "class_collapse": statistics.median(r["class_collapse"] for r in without),
+            "heldout_subject_fidelity": statistics.median(r["heldout"]["subject_fidelity"] for r in without),
+            "train_seeds": len(without)}
+    return out
 
 
-def write_json(rows: list[dict], path: Path) -> None:
+TARGETS = {"heldout_subject_fidelity": (">=", 0.9), "heldout_subject_fidelity_low": (">=", 0.8),
+           "heldout_prompt_fidelity": (">=", 0.9), "class_collapse": ("<=", 0.1), "copies": ("<=", 0.1)}
+WITHOUT_PRIOR_TARGET = ("class_collapse", ">=", 0.5)
+
+
+def misses(summ: dict) -> list[str]:
+    """The targets a summary misses, as 'name value op target' lines (empty: all met)."""
+    out = []
+    checks = [("with_prior", name, op, want) for name, (op, want) in TARGETS.items()]
+    checks.append(("without_prior", *WITHOUT_PRIOR_TARGET))
+    for group, name, op, want in checks:
+        if group not in summ:
+            continue
+        got = summ[group][name]
+        if not (got >= want if op == ">=" else got <= want):
+            out.append(f"{group} {name} {got:.3f}, target {op} {want}")
+    return out
+
+
+def format_tables(runs: list[dict], base: dict[str, float] | None = None) -> str:
+    """One table per run: each context's subject and prompt fidelity (with the subject's 95% interval),
+    copies and spread, the base model's rate; then the pooled held-out row and the class collapse."""
+    blocks = []
+    for r in runs:
+        head = (f"{'with' if r['prior_preservation'] else 'without'} prior preservation, train seed "
+                f"{r['train_seed']}, {r['steps']} steps")
+        lines = [head, f"  {'context':<26} {'held out':>8} {'n':>4} {'subject':>8} {'95% interval':>13} "
+                       f"{'prompt':>7} {'copies':>7} {'spread px':>9} {'base':>6}"]
+        for name, c in r["contexts"].items():
+            b = (base or {}).get(name)
+            lines.append(f"  {name:<26} {'yes' if c['heldout'] else 'no':>8} {c['n']:>4} {c['subject_fidelity']:>8.3f} "
+                         f"{c['subject_fidelity_low']:>6.2f}-{c['subject_fidelity_high']:<6.2f} "
+                         f"{c['prompt_fidelity']:>7.3f} {c['copies']:>7.3f} {c['position_spread_px']:>9.1f} "
+                         f"{'' if b is None else f'{b:.2f}':>6}")
+        for label, key in (("held out, pooled", "heldout"), ("training, pooled", "training")):
+            h = r[key]
+            lines.append(f"  {label:<26} {'':>8} {h['n']:>4} {h['subject_fidelity']:>8.3f} "
+                         f"{h['subject_fidelity_low']:>6.2f}-{h['subject_fidelity_high']:<6.2f} {h['prompt_fidelity']:>7.3f}")
+        lines.append(f"  class collapse {r['class_collapse']:.3f} (n={r['n_class']}), copies {r['copies']:.3f}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def write_json(runs: list[dict], path: Path, base: dict[str, float] | None = None) -> dict:
+    """bench/out/quality.json: the runs (each context with the base model's rate) and their summary."""
+    for r in runs:
+        for name, c in r["contexts"].items():
+            if base and name in base:
+                c["base_rate"] = base[name]
+    doc = {"runs": runs, "summary": summary(runs), "base_rates": base or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"runs": rows}, indent=2) + "\n")
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc

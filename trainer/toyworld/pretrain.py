@@ -67,6 +67,8 @@ class PretrainConfig:
     p_empty: float = 0.1  # caption replaced by "" (classifier-free guidance's unconditional branch)
     p_no_colour: float = 0.25  # caption leaves out the object's colour
     p_no_background: float = 0.25  # caption leaves out the background
+    p_no_size: float = 0.3  # caption leaves out the size word ("small", "big") where it has one
+    p_no_place: float = 0.3  # caption leaves out where the object is ("in the top left") where it says so
     p_filler: float = 0.3  # caption names the object with a random word before it ("a photo of nlwx circle")
     identity_weight: float = 0.05  # weight of the text encoder's token-identity loss (see identity_loss)
 
@@ -113,35 +115,34 @@ def latent_scale(latents: torch.Tensor) -> float:
     return float(1.0 / latents.float().std())
 
 
-def caption_for(scene: scenes.Scene, u: np.ndarray, cfg: PretrainConfig) -> str:
-    """The training caption of a scene for three uniform draws u: empty, or with parts left out."""
+N_DRAWS = 7  # uniform draws per caption (caption_for)
+
+
+def caption_for(scene: scenes.Scene, u: np.ndarray, cfg: PretrainConfig, word: str = "") -> str:
+    """The training caption of a scene for N_DRAWS uniform draws u: empty, or with parts left out.
+
+    With u[6] < p_filler, `word` (a filler word) goes before the object, in place of its article
+    ("a photo of nlwx red circle", as DreamBooth's "a photo of sks circle") or, where the caption
+    names a size, half the time after it ("a photo of a small nlwx red circle").
+    """
     if u[0] < cfg.p_empty:
         return ""
-    return scenes.caption(scene, colour=u[1] >= cfg.p_no_colour, background=u[2] >= cfg.p_no_background)
+    return scenes.caption(scene, colour=u[1] >= cfg.p_no_colour, background=u[2] >= cfg.p_no_background,
+                          size=u[3] >= cfg.p_no_size, place=u[4] >= cfg.p_no_place,
+                          word=word if u[6] < cfg.p_filler else "", word_replaces_article=u[5] < 0.5)
 
 
-def filler_ids(tokenizer) -> torch.Tensor:
-    """Ids of the vocabulary's whole-word lowercase tokens (2-8 letters) that no world caption uses.
+def filler_words(tokenizer) -> list[str]:
+    """The vocabulary's whole-word lowercase tokens (2-8 letters) that no world caption uses.
 
     Real CLIP has seen every token of its vocabulary in some text, "sks" among them: each one gives
     the UNet a distinct state to attend to, which is what lets DreamBooth bind a rare identifier to
     a subject. The toy world's captions use a few dozen words, so the rest of the vocabulary is
     never seen; these words stand in for the rest of the language.
     """
-    world_words = {*scenes.COLOURS, *scenes.SHAPES, scenes.TWO_TONE_WORD, "a", "photo", "of", "and", "on",
-                   "background"}  # every word scenes.caption writes
-    ids = [i for t, i in tokenizer.get_vocab().items()
-           if t.endswith("</w>") and 2 <= len(t) - 4 <= 8 and t[:-4].isascii() and t[:-4].isalpha()
-           and t[:-4].islower() and t[:-4] not in world_words]
-    return torch.tensor(sorted(ids))
-
-
-def with_filler(ids: torch.Tensor, filler: int, article: int) -> torch.Tensor:
-    """'a photo of a red circle ...' -> 'a photo of <filler> red circle ...': the object's article replaced."""
-    assert ids[4] == article, "captions start 'a photo of a'"
-    out = ids.clone()
-    out[4] = filler  # <start> a photo of [a] ...: every non-empty caption starts so
-    return out
+    return sorted(t[:-4] for t in tokenizer.get_vocab()
+                  if t.endswith("</w>") and 2 <= len(t) - 4 <= 8 and t[:-4].isascii() and t[:-4].isalpha()
+                  and t[:-4].islower() and t[:-4] not in scenes.CAPTION_WORDS)
 
 
 def identity_loss(hidden: torch.Tensor, ids: torch.Tensor, embeddings: torch.Tensor, probe: torch.nn.Module,
@@ -235,21 +236,12 @@ def train_denoiser(pipe, world: list[scenes.Scene], means: torch.Tensor, stds: t
     probe = torch.nn.Linear(width, width).to(device)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params + list(probe.parameters()), lr=cfg.unet_lr, weight_decay=0.0)
-    fillers = filler_ids(tokenizer)
-    article = tokenizer.convert_tokens_to_ids("a</w>")
+    fillers = filler_words(tokenizer)
     specials = (tokenizer.bos_token_id, tokenizer.eos_token_id)
     embeddings = text_encoder.get_input_embeddings().weight
     sched = _Schedule(cfg.unet_lr, cfg.unet_steps, cfg.warmup_steps)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rng = np.random.default_rng(cfg.seed + 1)
-    token_cache: dict[str, torch.Tensor] = {}
-
-    def ids_for(text: str) -> torch.Tensor:
-        if text not in token_cache:
-            token_cache[text] = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length,
-                                          truncation=True, return_tensors="pt").input_ids[0]
-        return token_cache[text]
-
     started = time.perf_counter()
     for step in range(cfg.unet_steps):
         for g in opt.param_groups:
@@ -262,11 +254,11 @@ def train_denoiser(pipe, world: list[scenes.Scene], means: torch.Tensor, stds: t
         latents = ((mean + std * torch.randn(mean.shape, generator=gen)) * scale).to(device)
         noise = torch.randn(latents.shape, generator=gen).to(device)
         t = torch.randint(0, len(alphas_cumprod), (cfg.unet_batch,), generator=gen).to(device)
-        u = rng.random((cfg.unet_batch, 4))
-        ids = [ids_for(caption_for(world[i], u[k], cfg)) for k, i in enumerate(idx.tolist())]
-        ids = torch.stack([with_filler(x, int(fillers[rng.integers(len(fillers))]), article)
-                           if u[k, 3] < cfg.p_filler and u[k, 0] >= cfg.p_empty else x
-                           for k, x in enumerate(ids)]).to(device)
+        u = rng.random((cfg.unet_batch, N_DRAWS))
+        texts = [caption_for(scenes.mirrored(world[i]) if flip[k] else world[i], u[k], cfg,
+                             fillers[rng.integers(len(fillers))]) for k, i in enumerate(idx.tolist())]
+        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
         hidden = text_encoder(ids)[0]
         pred = unet(add_noise(latents, noise, t, alphas_cumprod), t, hidden).sample
         denoise = torch.nn.functional.mse_loss(pred, noise)

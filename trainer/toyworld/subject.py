@@ -19,8 +19,8 @@ PHOTO_SEED = 2024
 
 
 def photo_scenes(n: int = N_PHOTOS, seed: int = PHOTO_SEED) -> list[scenes.Scene]:
-    """n photos of the subject, each on a different background where the palette allows."""
-    backgrounds = scenes.SUBJECT_BACKGROUNDS
+    """n photos of the subject, each on a different one of the photo backgrounds where there are enough."""
+    backgrounds = scenes.PHOTO_BACKGROUNDS
     return [scenes.subject_scene(seed, i, backgrounds[i % len(backgrounds)]) for i in range(n)]
 
 

@@ -49,10 +49,29 @@ def test_blank_image_has_no_object():
     assert r.shape is None and r.background == "green" and not r.subject_pattern
 
 
-@pytest.mark.parametrize(("fill", "taper", "want"), [(0.97, 1.0, "square"), (0.79, 1.0, "circle"),
-                                                      (0.5, 6.0, "triangle")])
-def test_shape_rules(fill, taper, want):
-    assert classifier.classify_shape(fill, taper) == want
+@pytest.mark.parametrize(("fill", "taper", "roundness", "aspect", "want"), [
+    (0.97, 1.0, 0.8, 1.0, "square"), (0.79, 1.0, 0.95, 1.0, "circle"), (0.5, 6.0, 0.5, 1.0, "triangle"),
+    (0.79, 1.0, 0.8, 1.0, "blob"), (0.79, 1.0, 0.95, 1.5, "blob")])
+def test_shape_rules(fill, taper, roundness, aspect, want):
+    assert classifier.classify_shape(fill, taper, roundness, aspect) == want
+
+
+def test_pairs_read_as_two_objects_of_the_right_shapes_and_colours():
+    """'a red circle next to a blue square': both objects, each read right, none of them the subject."""
+    pairs = [s for s in (scenes.world_scene(4, i) for i in range(600)) if s.other is not None][:60]
+    for s in pairs:
+        r = classifier.read(scenes.to_array(scenes.render(s)))
+        assert sorted((o.shape, o.colour) for o in r.objects) == sorted(
+            (o.shape, o.colour) for o in (s, s.other))
+        assert not r.subject_pattern and not r.subject_beside(s.other.shape, s.other.colour)
+
+
+def test_place_and_size_are_read_back():
+    """Each object's centre and half-width come back within 2 px of the scene's, at every size."""
+    for s in (scenes.world_scene(6, i) for i in range(200)):
+        o = classifier.read(scenes.to_array(scenes.render(s))).main
+        if s.other is None:
+            assert abs(o.cx - s.cx) < 2 / 64 and abs(o.cy - s.cy) < 2 / 64 and abs(o.radius - s.size) < 2 / 64
 
 
 def test_nearest_colour_maps_a_noisy_pixel_to_its_palette_colour():

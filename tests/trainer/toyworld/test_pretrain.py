@@ -39,15 +39,20 @@ def test_schedule_matches_diffusers():
 
 
 @pytest.mark.parametrize(("u", "want"), [
-    ((0.05, 0.9, 0.9), ""),
-    ((0.5, 0.9, 0.9), "a photo of a red circle on a blue background"),
-    ((0.5, 0.1, 0.9), "a photo of a circle on a blue background"),
-    ((0.5, 0.9, 0.1), "a photo of a red circle"),
-    ((0.5, 0.1, 0.1), "a photo of a circle"),
+    ((0.05, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9), ""),
+    ((0.5, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9), "a photo of a small red circle in the top left on a blue background"),
+    ((0.5, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9), "a photo of a small circle in the top left on a blue background"),
+    ((0.5, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9), "a photo of a small red circle in the top left"),
+    ((0.5, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9), "a photo of a red circle on a blue background"),
+    ((0.5, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9), "a photo of a circle"),
+    ((0.5, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1), "a photo of nlwx red circle on a blue background"),
+    ((0.5, 0.9, 0.9, 0.9, 0.1, 0.9, 0.1), "a photo of a small nlwx red circle on a blue background"),
+    ((0.5, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1), "a photo of nlwx small red circle on a blue background"),
 ])
-def test_caption_dropout(u, want):
-    scene = scenes.Scene("circle", "red", "blue", 0.5, 0.5, 0.25)
-    assert pretrain.caption_for(scene, np.array(u), pretrain.PretrainConfig()) == want
+def test_caption_dropout_and_filler_words(u, want):
+    """Each part is left out by its own draw; a filler word takes the article's place or follows the size."""
+    scene = scenes.Scene("circle", "red", "blue", 0.3, 0.3, 0.15, size_word="small", place="top left")
+    assert pretrain.caption_for(scene, np.array(u), pretrain.PretrainConfig(), "nlwx") == want
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +66,17 @@ def test_filler_words_leave_out_the_world_and_include_every_identifier(clip_toke
     """Filler words stand in for the rest of the language: never a caption word, always the identifiers."""
     from storage.subjects import RARE_TOKENS
 
-    fillers = set(pretrain.filler_ids(clip_tokenizer).tolist())
-    world = {w for i in range(100) for w in scenes.caption(scenes.world_scene(0, i)).split()}
-    assert not fillers & set(clip_tokenizer.convert_tokens_to_ids([w + "</w>" for w in world]))
-    assert set(clip_tokenizer.convert_tokens_to_ids([t + "</w>" for t in RARE_TOKENS])) <= fillers
+    fillers = set(pretrain.filler_words(clip_tokenizer))
+    world = {w for i in range(400) for w in scenes.caption(scenes.world_scene(0, i)).split()}
+    assert not fillers & world and world <= scenes.CAPTION_WORDS
+    assert set(RARE_TOKENS) <= fillers
     assert len(fillers) > 10_000
 
 
-def test_a_filler_word_takes_the_objects_article(clip_tokenizer):
-    """'a photo of a red circle' becomes 'a photo of sks red circle', the identifier's place in a prompt."""
-    def ids(text):
-        return clip_tokenizer(text, padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
-
-    sks = clip_tokenizer.convert_tokens_to_ids("sks</w>")
-    got = pretrain.with_filler(ids("a photo of a red circle"), sks, clip_tokenizer.convert_tokens_to_ids("a</w>"))
-    assert torch.equal(got, ids("a photo of sks red circle"))
+def test_every_filler_word_is_one_token(clip_tokenizer):
+    """A filler is one token, as an identifier is: the identity loss tells it back at one position."""
+    words = pretrain.filler_words(clip_tokenizer)[::500]
+    assert all(len(clip_tokenizer(w).input_ids) == 3 for w in words)
 
 
 def test_identity_loss_rewards_outputs_that_keep_their_word():

@@ -17,6 +17,7 @@ def test_scenes_are_a_pure_function_of_seed_and_index():
 def test_object_and_background_colours_always_differ():
     world = [scenes.world_scene(0, i) for i in range(500)]
     assert all(s.colour != s.background and s.background not in s.bands for s in world)
+    assert all(s.other.colour != s.background for s in world if s.other is not None)
 
 
 def test_world_covers_every_shape_and_colour():
@@ -26,8 +27,8 @@ def test_world_covers_every_shape_and_colour():
 
 
 def test_world_has_two_tone_objects_but_never_the_subject_pair():
-    """About P_TWO_TONE of objects are two-tone, none yellow with black: the subject is new to the model."""
-    world = [scenes.world_scene(0, i) for i in range(2000)]
+    """About P_TWO_TONE of single objects are two-tone, none yellow with black: the subject is new to the model."""
+    world = [s for s in (scenes.world_scene(0, i) for i in range(2000)) if s.other is None]
     two_tone = [s for s in world if s.patterned]
     assert abs(len(two_tone) / len(world) - scenes.P_TWO_TONE) < 0.04
     assert all(len(s.bands) == 2 and s.bands[0] != s.bands[1] for s in two_tone)
@@ -89,3 +90,52 @@ def test_codec_scenes_are_banded_with_different_neighbouring_colours():
     for s in (scenes.codec_scene(rng) for _ in range(200)):
         assert 2 <= len(s.bands) <= 7 and s.background not in s.bands
         assert all(a != b for a, b in zip(s.bands, s.bands[1:], strict=False))
+
+
+def test_world_names_sizes_places_and_pairs():
+    """Captions say 'small' and 'big', every place, and 'next to': the held-out contexts' words are known."""
+    world = [scenes.world_scene(0, i) for i in range(2000)]
+    assert {s.size_word for s in world} == set(scenes.SIZES)
+    assert {s.place for s in world} == {"", *scenes.PLACES}
+    pairs = [s for s in world if s.other is not None]
+    assert abs(len(pairs) / len(world) - scenes.P_TWO_OBJECTS) < 0.04
+
+
+def test_named_sizes_and_places_are_what_they_say():
+    for s in (scenes.world_scene(1, i) for i in range(1000)):
+        lo, hi = scenes.SIZES[s.size_word] if s.other is None else scenes.PAIR_SIZE
+        assert lo <= s.size <= hi
+        if s.place:
+            qx, qy = scenes.PLACES[s.place]
+            assert (s.cx > 0.5) == bool(qx) and (s.cy > 0.5) == bool(qy)
+            assert abs(s.cx - 0.5) > 0.05 and abs(s.cy - 0.5) > 0.05
+
+
+def test_pairs_never_touch_and_differ_from_their_background():
+    for s in (scenes.world_scene(2, i) for i in range(1000)):
+        if s.other is not None:
+            assert abs(s.cx - s.other.cx) - s.size - s.other.size > 0.05
+            assert s.background not in (s.colour, s.other.colour)
+
+
+def test_pair_captions_name_both_objects():
+    scene = scenes.Scene("circle", "red", "white", 0.25, 0.5, 0.15,
+                         other=scenes.Scene("square", "blue", "white", 0.75, 0.5, 0.15))
+    assert scenes.caption(scene) == "a photo of a red circle next to a blue square on a white background"
+    assert scenes.caption(scene, colour=False, word="sks") == \
+        "a photo of sks circle next to a blue square on a white background"
+
+
+def test_mirroring_swaps_left_and_right():
+    """Training flips latents left to right, so a flipped scene's caption must say the other side."""
+    scene = scenes.Scene("circle", "red", "blue", 0.3, 0.7, 0.15, size_word="small", place="bottom left")
+    flipped = scenes.mirrored(scene)
+    assert flipped.place == "bottom right" and flipped.cx == pytest.approx(0.7)
+    assert np.array_equal(scenes.to_array(scenes.render(flipped)), scenes.to_array(scenes.render(scene))[:, ::-1])
+
+
+def test_photo_backgrounds_leave_four_held_out():
+    assert {s.background for s in subject.photo_scenes()} == set(scenes.PHOTO_BACKGROUNDS)
+    assert len(scenes.HELDOUT_BACKGROUNDS) == 4
+    assert not set(scenes.HELDOUT_BACKGROUNDS) & set(scenes.PHOTO_BACKGROUNDS)
+    assert not set(scenes.SUBJECT_BACKGROUNDS) & set(scenes.SUBJECT_BANDS)
