@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint
+.PHONY: setup demo demo-picture test bench lint
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/dreambot demo --out demo-out
+
+# the README's picture: the demo's overview of its pictures, copied where the README shows it
+demo-picture: demo
+	mkdir -p docs && cp demo-out/demo.png docs/demo.png
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

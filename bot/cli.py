@@ -36,8 +36,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the Discord bot and a worker (the token comes from DISCORD_TOKEN)")
     p.add_argument("--no-worker", action="store_true", help="run the bot alone (workers run elsewhere)")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("demo", help="offline demo: emulated Discord, the bot, a worker on a tiny model")
+    p = sub.add_parser("demo", help="offline demo: emulated Discord, the bot, a worker on the toy-world model")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for transcript, grids, images")
+    p.add_argument("--random-model", action="store_true",
+                   help="a tiny model with random weights and photos of a cat instead: faster, every picture noise")
     p.set_defaults(func=cmd_demo)
 
 
@@ -63,7 +65,7 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
 def cmd_demo(args: argparse.Namespace, cfg: Config) -> int:
     from bot.demo import run_demo
 
-    return asyncio.run(run_demo(args.out, base=cfg))
+    return asyncio.run(run_demo(args.out, base=cfg, random_model=args.random_model))
 
 
 def model_license(base_model: str, override: str = "") -> licenses.ModelLicense:

@@ -1,4 +1,4 @@
-"""The trainer's commands: `worker`, `train`, `imagine`, `make-tiny-model` and `fetch-model`.
+"""The trainer's commands: `worker`, `train`, `imagine`, `make-tiny-model`, `toy-subject` and `fetch-model`.
 
 `train` and `imagine` run a job locally through the same queue, worker and code as the bot's
 jobs; `train` run again after a kill resumes from the last checkpoint. Heavy libraries (torch,
@@ -64,6 +64,11 @@ def add_commands(subparsers) -> None:
                         "proxy: SD 1.5's architecture narrowed to weigh like it on a CPU (128 px, for benchmarks)")
     p.add_argument("--proxy", dest="arch", action="store_const", const="proxy", help="the same as --arch proxy")
     p.set_defaults(func=cmd_make_tiny_model)
+
+    p = subparsers.add_parser("toy-subject", help="write the toy world's subject photos (the demo's) and print, as "
+                                                  "JSON, the shipped toy model and the settings that train on them")
+    p.add_argument("dir", type=Path, help="folder for the photos")
+    p.set_defaults(func=cmd_toy_subject)
 
     p = subparsers.add_parser("fetch-model", help="download a base model (and a safety checker) into the local "
                                                   "Hugging Face cache, only the files training and generation use")
@@ -315,6 +320,23 @@ def cmd_make_tiny_model(args, cfg) -> int:
     px = native_resolution(args.arch)
     print(f"wrote a {kind} model ({args.prediction_type}) to {out} "
           f"({px} px; set trainer.base_model and trainer.resolution = {px} to use it)")
+    return 0
+
+
+# --- toy-subject -----------------------------------------------------------------------------------
+
+def cmd_toy_subject(args, cfg) -> int:
+    """The toy world's subject for a process that may not import it (the demo's bot side): its photos written
+    to `args.dir`, and on stdout the model, the class noun and the [trainer] settings the toy world's DreamBooth
+    runs change from `cfg` (with prior preservation; the safety checker aside, which the caller chooses)."""
+    from trainer.toyworld import dreambooth, subject
+
+    photos = subject.write_photos(args.dir)
+    toy = dreambooth.toy_config(cfg, dreambooth.RunSpec(prior_preservation=True), args.dir).trainer
+    changed = {f.name: getattr(toy, f.name) for f in dataclasses.fields(toy)
+               if f.name not in ("base_model", "safety_checker") and getattr(toy, f.name) != getattr(cfg.trainer, f.name)}
+    print(json.dumps({"model": str(dreambooth.TOY_MODEL), "resolution": toy.resolution,
+                      "class_noun": subject.CLASS_NOUN, "photos": [str(p) for p in photos], "trainer": changed}))
     return 0
 
 

@@ -129,3 +129,20 @@ def test_imagine_from_an_adapter_folder_withholds_flagged_images(pipe, train_cfg
     assert args.func(args, app) == 0
     assert "2 image(s) withheld" in capsys.readouterr().out
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_toy_subject_writes_the_photos_and_prints_what_trains_on_them(tmp_path, capsys):
+    """`dreambot toy-subject DIR` writes the toy subject's photos and prints the shipped model and its settings."""
+    import json
+
+    from storage.config import Config
+    from trainer.cli import build_parser
+    from trainer.toyworld import dreambooth
+
+    args = build_parser().parse_args(["toy-subject", str(tmp_path)])
+    assert args.func(args, Config()) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sorted(Path(p).name for p in info["photos"]) == sorted(p.name for p in tmp_path.iterdir())
+    assert (info["model"], info["class_noun"]) == (str(dreambooth.TOY_MODEL), "circle")
+    assert info["trainer"]["learning_rate_scale"] == dreambooth.LEARNING_RATE_SCALE
+    assert info["resolution"] == 64 and "safety_checker" not in info["trainer"]
