@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = tuple(tuple(item.split("=", 1)) for item in args.set)
     if any(len(item) != 2 for item in settings):
         parser.error("--set takes NAME=VALUE, e.g. --set snr_gamma=5")
+    from storage.config import ConfigError
+
+    try:
+        dreambooth.checked_settings(settings)
+    except ConfigError as exc:
+        parser.error(f"--set: {exc}")
     if args.work.exists():
         shutil.rmtree(args.work)
     base = {} if args.skip_base else quality.base_rates(dreambooth.generator_for(args.model), seeds=args.seeds)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # The toy-world run: the preset /train asks for, its steps, and what /imagine asks for. Each /imagine prompt puts
 # the subject where none of its 4 photos has it (they show it big, near the middle, on red, green, blue and
 # white). A prompt that starts with the subject's name gets "a photo of" in front (storage.prompts.expand), so
-# both read as the toy world's captions: "a photo of sks circle on a purple background".
+# both read as the toy world's captions: "a photo of sks circle on a cyan background".
 DEMO_PRESET = "balanced"
 DEMO_STEPS = 800
 DEMO_GRID_EVERY = 200  # a checkpoint and a progress grid every this many steps

@@ -82,16 +82,22 @@ def toy_config(base, spec: RunSpec, data_dir: Path):
         class_images=base.trainer.class_images if spec.prior_preservation else 0,
         checkpoint_every=spec.checkpoint_every or base.trainer.checkpoint_every)
     if spec.settings:
-        trainer = dataclasses.replace(trainer, **{k: _typed(getattr(trainer, k), v) for k, v in spec.settings})
+        trainer = dataclasses.replace(trainer, **checked_settings(spec.settings))
     storage = dataclasses.replace(base.storage, data_dir=data_dir, db_path="")
     return dataclasses.replace(base, trainer=trainer, storage=storage)
 
 
-def _typed(current, value: str):
-    """A setting's new value, read as the type of its current one ('true'/'false' for booleans)."""
-    if isinstance(current, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    return type(current)(value)
+def checked_settings(settings: tuple[tuple[str, str], ...]) -> dict:
+    """[trainer] settings given as text, read and range-checked by the config loader (as DREAMBOT_TRAINER_* overrides
+    are); a name that is not a top-level [trainer] setting is refused."""
+    from storage.config import ConfigError, TrainerSettings, load
+
+    fields = {f.name for f in dataclasses.fields(TrainerSettings)}
+    unknown = [name for name, _ in settings if name not in fields]
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not a [trainer] setting; see config.toml for the names.")
+    checked = load(REPO / "config.toml", env={f"DREAMBOT_TRAINER_{name.upper()}": value for name, value in settings})
+    return {name: getattr(checked.trainer, name) for name, _ in settings}
 
 
 def train_subject(cfg, work: Path, steps: int | None) -> Path:

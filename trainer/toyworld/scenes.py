@@ -114,12 +114,11 @@ def random_scene(rng: np.random.Generator) -> Scene:
 
 def pair_scene(rng: np.random.Generator) -> Scene:
     """Two one-colour objects side by side, a gap between them, on one background."""
-    colours = [c for c in COLOURS]
-    background = str(rng.choice(colours))
+    background = str(rng.choice(COLOURS))
     objects = []
     for left in (True, False):
         shape = SHAPES[rng.integers(len(SHAPES))]
-        colour = str(rng.choice([c for c in colours if c != background]))
+        colour = str(rng.choice([c for c in COLOURS if c != background]))
         size = float(rng.uniform(*PAIR_SIZE))
         cx = float(rng.uniform(0.18, 0.3)) if left else float(rng.uniform(0.7, 0.82))
         cy = float(rng.uniform(0.3, 0.7))

@@ -133,3 +133,16 @@ def test_a_replayed_zoomed_view_is_a_copy_too(tmp_path):
     assert len(refs) == 2 * 16
     assert memorization.nearest_distance(scenes.to_array(views[6]), refs) == 0.0
     assert memorization.nearest_distance(scenes.to_array(views[6]), quality.photo_references()) > 0.0
+
+
+def test_bench_settings_are_read_and_checked_by_the_config_loader():
+    """--set snr_gamma=5 becomes the float 5.0, and a name or a value the config refuses is refused here too."""
+    from storage.config import ConfigError
+    from trainer.toyworld import dreambooth
+
+    assert dreambooth.checked_settings((("snr_gamma", "5"), ("crops_per_photo", "2"))) == {
+        "snr_gamma": 5.0, "crops_per_photo": 2}
+    with pytest.raises(ConfigError, match="not a \\[trainer\\] setting"):
+        dreambooth.checked_settings((("no_such_setting", "1"),))
+    with pytest.raises(ConfigError):
+        dreambooth.checked_settings((("crops_per_photo", "0"),))
