@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# invisible-watermark pulls in opencv-python, which needs the system's libGL: install it where it is missing
 	$(BIN)/python -c 'import cv2' 2>/dev/null || (apt-get update -q && apt-get install -y -q libgl1 libglib2.0-0)
+	# the storage tests start a real PostgreSQL server (tests/pg_server.py): install it where it is missing
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -q && apt-get install -y -q postgresql)
 	touch $(STAMP)
 
 demo: setup

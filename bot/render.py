@@ -80,8 +80,8 @@ def subject_line(subject: Subject) -> str:
     return f"**{name}** ({noun}): {subject.state.replace('_', ' ')}{adapter} [#{subject.id}]"
 
 
-def job_line(job: Job, position: int | None, subject_names: dict[int, str]) -> str:
-    what = subject_names.get(job.subject_id or 0, "") if job.kind == "train" else job.params.get("prompt", "")
+def job_line(job: Job, position: int | None, subject_name: str) -> str:
+    what = subject_name if job.kind == "train" else job.params.get("prompt", "")
     where = f", position {position} in the queue" if position else ""
     progress = f", step {job.progress_step}/{job.progress_total}" if job.state == "running" and job.progress_total else ""
     return f"#{job.id} {job.kind} '{user_text(clip(str(what), 60))}': {job.state}{where}{progress}"

@@ -1,5 +1,5 @@
 """Operator commands over the database: `jobs list|show|cancel|retry`, `outbox list|retry`, `forget --user`,
-`db migrate|sweep`."""
+`db migrate|copy|sweep`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import asyncio
 import json
 import time
 
+from storage import copy, jobs, lifecycle, migrate, outbox, retention
 from storage import db as database
-from storage import jobs, lifecycle, migrate, outbox, retention
 from storage.config import Config
+from storage.copy import CopyRefused
+from storage.postgres import redact
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +49,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("db", help="database maintenance")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dsub.add_parser("migrate", help="apply pending migrations").set_defaults(func=_run(_migrate, migrations=False))
+    c = dsub.add_parser("copy", help="copy this installation's SQLite database into an empty PostgreSQL database")
+    c.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host:port/dbname (empty)")
+    c.set_defaults(func=_run(_copy))
     dsub.add_parser("sweep", help="delete generated images and failed subjects' photos past retention"
                     ).set_defaults(func=_run(_sweep))
 
@@ -134,6 +139,19 @@ async def _forget(db, args, cfg) -> int:
 async def _migrate(db, args, cfg) -> int:
     ran = await migrate.migrate(db)
     print("applied: " + ", ".join(ran) if ran else "the database is up to date")
+    return 0
+
+
+async def _copy(db, args, cfg) -> int:
+    if database.is_url(cfg.storage.database):
+        raise CopyRefused("db copy reads the SQLite installation, but storage.database_url already names a "
+                          "PostgreSQL server: unset it to copy from the SQLite file.")
+    if not database.is_url(args.to):
+        raise CopyRefused(f"--to {redact(args.to)!r} is not a PostgreSQL URL: use postgresql://user@host:port/dbname.")
+    async with database.connect(args.to) as target:
+        report = await copy.copy(db, target)
+    print(f"copied {report.summary()} to {redact(args.to)}. Set storage.database_url to it (and copy the files "
+          "under data_dir to storage.blob_url when you use one) before starting the bot and workers.")
     return 0
 
 

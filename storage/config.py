@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -107,6 +108,13 @@ class LikenessConfig:
 class StorageConfig:
     data_dir: Path = setting(Path("./data"))
     db_path: Path | None = setting(None)
+    database_url: str = setting("", help=(
+        "empty: the SQLite file above; postgresql://user@host:port/dbname: a PostgreSQL server that a fleet of "
+        "workers shares (the password from PGPASSWORD or ~/.pgpass, never here)"))
+    blob_url: str = setting("", help=(
+        "empty: files live under data_dir; s3://bucket/prefix: photos, adapters, checkpoints and images live in "
+        "an S3-compatible object store (endpoint from AWS_ENDPOINT_URL, credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY) and data_dir is only this host's scratch cache"))
     busy_timeout_ms: int = setting(5000, lo=0)
     photos: PhotoLimits = field(default_factory=PhotoLimits)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -115,8 +123,9 @@ class StorageConfig:
     likeness: LikenessConfig = field(default_factory=LikenessConfig)
 
     @property
-    def database(self) -> Path:
-        return self.db_path or self.data_dir / "dreambot.sqlite3"
+    def database(self) -> str | Path:
+        """What `storage.db.connect` opens: the PostgreSQL URL when one is set, else the SQLite file."""
+        return self.database_url or self.db_path or self.data_dir / "dreambot.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -272,6 +281,16 @@ class BotSettings:
     imagine_cooldown_seconds: int = setting(10, lo=0)
     images_per_request: int = setting(4, lo=1, hi=10)
     review_required: bool = setting(False)
+    shards: str = setting("", help=(
+        "empty: one gateway connection; \"auto\": discord.py's AutoShardedBot with the shard count Discord "
+        "recommends; a number: that many shards"))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str = setting("text", choices=("text", "json"), help=(
+        "text: one readable line per record; json: one JSON object per line (time, level, logger, message, "
+        "and job_id, subject_id, worker when known) for a log collector"))
 
 
 @dataclass(frozen=True)
@@ -279,6 +298,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     bot: BotSettings = field(default_factory=BotSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = field(default="(defaults)", compare=False)
 
 
@@ -424,6 +444,17 @@ def _coerce(key: str, value, hint, rule):
 
 
 def _check_cross_fields(cfg: Config) -> None:
+    st = cfg.storage
+    if st.database_url and not st.database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"storage.database_url = {st.database_url!r} is not a PostgreSQL URL: use "
+                          "postgresql://user@host:port/dbname, or leave it empty for the SQLite file.")
+    if st.blob_url and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?", st.blob_url):
+        raise ConfigError(f"storage.blob_url = {st.blob_url!r} is not an object store URL: use "
+                          "s3://bucket/prefix (a valid bucket name), or leave it empty to keep files under data_dir.")
+    shards = cfg.bot.shards.strip().lower()
+    if shards not in ("", "auto") and not (shards.isdigit() and 1 <= int(shards) <= 4096):
+        raise ConfigError(f"bot.shards = {cfg.bot.shards!r} is not allowed: leave it empty for one connection, "
+                          "or use \"auto\" or a shard count from 1 to 4096.")
     p = cfg.storage.photos
     if p.min_per_subject > p.max_per_subject:
         raise ConfigError(f"storage.photos.min_per_subject = {p.min_per_subject} exceeds "

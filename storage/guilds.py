@@ -153,7 +153,7 @@ async def images_requested_since(db: aiosqlite.Connection, *, user_id: int, guil
                                  since: float) -> int:
     """Images the user asked for (generate jobs not cancelled) in the guild since a time."""
     query = """
-        SELECT coalesce(sum(coalesce(json_extract(params, '$.n'), 1)), 0) FROM jobs
+        SELECT coalesce(sum(coalesce(CAST(json_extract(params, '$.n') AS INTEGER), 1)), 0) FROM jobs
         WHERE kind = 'generate' AND user_id = ? AND guild_id IS ? AND created_at >= ? AND state != 'cancelled'
     """
     (count,) = await fetch_one(db, query, (user_id, guild_id, since))

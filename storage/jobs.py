@@ -18,7 +18,7 @@ from typing import Any
 import aiosqlite
 
 from storage.config import QueueConfig
-from storage.db import fetch_all, fetch_grouped, fetch_one, now, transaction
+from storage.db import fetch_all, fetch_atomic, fetch_grouped, fetch_one, now, transaction
 from storage.errors import JobNotFound, LeaseLost, QueueFull, WrongJobState
 
 KINDS = ("train", "generate")
@@ -108,7 +108,7 @@ async def enqueue(db: aiosqlite.Connection, *, kind: str, user_id: int, params: 
     rows = await fetch_grouped(db, query, (
         kind, DEFAULT_PRIORITY[kind] if priority is None else priority, user_id, guild_id, channel_id,
         subject_id, json.dumps(params), idempotency_key, max_attempts_for(kind, cfg), t, t, t,
-        user_id, cfg.max_queued_per_user))
+        user_id, cfg.max_queued_per_user), wake_workers=True)
     row = rows[0] if rows else None
     if row is None:
         if idempotency_key is not None:
@@ -130,20 +130,20 @@ async def claim(db: aiosqlite.Connection, *, worker_id: str, lease_seconds: floa
             attempts = attempts + 1, started_at = coalesce(started_at, ?), updated_at = ?
         WHERE id = (SELECT id FROM jobs
                     WHERE state = 'queued' AND run_after <= ? AND kind IN ({marks})
-                    ORDER BY priority DESC, run_after, id LIMIT 1)
+                    ORDER BY priority DESC, run_after, id LIMIT 1 /* FOR UPDATE SKIP LOCKED */)
         RETURNING *
     """
-    async with transaction(db):
-        row = await fetch_one(db, query, (worker_id, token, t + lease_seconds, t, t, t, *kinds))
-    return Job.from_row(row) if row else None
+    rows = await fetch_atomic(db, query, (worker_id, token, t + lease_seconds, t, t, t, *kinds))
+    return Job.from_row(rows[0]) if rows else None
 
 
 async def _fenced(db: aiosqlite.Connection, job_id: int, token: str, query: str, params: tuple) -> aiosqlite.Row:
-    """Run an UPDATE ... WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING *; LeaseLost if none."""
-    row = await fetch_one(db, query, (*params, job_id, token))
-    if row is None:
+    """Run an UPDATE ... WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING *, atomic by itself
+    (or within the caller's transaction); LeaseLost if no row matched."""
+    rows = await fetch_atomic(db, query, (*params, job_id, token))
+    if not rows:
         raise LeaseLost(job_id)
-    return row
+    return rows[0]
 
 
 _FENCE = "WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING *"
@@ -153,29 +153,26 @@ async def heartbeat(db: aiosqlite.Connection, *, job_id: int, lease_token: str, 
                     at: float | None = None) -> Heartbeat:
     """Extend the lease; tells the worker whether cancellation was asked for."""
     t = now() if at is None else at
-    async with transaction(db):
-        row = await _fenced(db, job_id, lease_token,
-                            f"UPDATE jobs SET lease_expires_at = ?, updated_at = ? {_FENCE}",
-                            (t + lease_seconds, t))
+    row = await _fenced(db, job_id, lease_token,
+                        f"UPDATE jobs SET lease_expires_at = ?, updated_at = ? {_FENCE}",
+                        (t + lease_seconds, t))
     return Heartbeat(lease_expires_at=row["lease_expires_at"], cancel_requested=bool(row["cancel_requested"]))
 
 
 async def set_progress(db: aiosqlite.Connection, *, job_id: int, lease_token: str, step: int, total: int,
                        message: str = "", at: float | None = None) -> None:
     t = now() if at is None else at
-    async with transaction(db):
-        await _fenced(db, job_id, lease_token,
-                      f"UPDATE jobs SET progress_step = ?, progress_total = ?, progress_message = ?, "
-                      f"updated_at = ? {_FENCE}", (step, total, message, t))
+    await _fenced(db, job_id, lease_token,
+                  f"UPDATE jobs SET progress_step = ?, progress_total = ?, progress_message = ?, "
+                  f"updated_at = ? {_FENCE}", (step, total, message, t))
 
 
 async def complete(db: aiosqlite.Connection, *, job_id: int, lease_token: str, result: dict[str, Any],
                    at: float | None = None) -> Job:
     t = now() if at is None else at
-    async with transaction(db):
-        row = await _fenced(db, job_id, lease_token,
-                            "UPDATE jobs SET state = 'succeeded', result = ?, finished_at = ?, updated_at = ?, "
-                            f"lease_token = NULL, lease_expires_at = NULL {_FENCE}", (json.dumps(result), t, t))
+    row = await _fenced(db, job_id, lease_token,
+                        "UPDATE jobs SET state = 'succeeded', result = ?, finished_at = ?, updated_at = ?, "
+                        f"lease_token = NULL, lease_expires_at = NULL {_FENCE}", (json.dumps(result), t, t))
     return Job.from_row(row)
 
 
@@ -204,11 +201,10 @@ async def fail(db: aiosqlite.Connection, *, job_id: int, lease_token: str, error
 async def release(db: aiosqlite.Connection, *, job_id: int, lease_token: str, at: float | None = None) -> Job:
     """Give the job back to the queue without spending an attempt (worker shutting down)."""
     t = now() if at is None else at
-    async with transaction(db):
-        row = await _fenced(db, job_id, lease_token,
-                            "UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), run_after = ?, "
-                            "updated_at = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
-                            f"{_FENCE}", (t, t))
+    row = await _fenced(db, job_id, lease_token,
+                        "UPDATE jobs SET state = 'queued', attempts = max(0, attempts - 1), run_after = ?, "
+                        "updated_at = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
+                        f"{_FENCE}", (t, t))
     return Job.from_row(row)
 
 
@@ -216,10 +212,9 @@ async def acknowledge_cancel(db: aiosqlite.Connection, *, job_id: int, lease_tok
                              at: float | None = None) -> Job:
     """The worker stopped a running job because cancellation was asked for."""
     t = now() if at is None else at
-    async with transaction(db):
-        row = await _fenced(db, job_id, lease_token,
-                            "UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ?, "
-                            f"lease_token = NULL, lease_expires_at = NULL {_FENCE}", (t, t))
+    row = await _fenced(db, job_id, lease_token,
+                        "UPDATE jobs SET state = 'cancelled', finished_at = ?, updated_at = ?, "
+                        f"lease_token = NULL, lease_expires_at = NULL {_FENCE}", (t, t))
     return Job.from_row(row)
 
 
@@ -247,11 +242,11 @@ async def reap_expired(db: aiosqlite.Connection, *, at: float | None = None) -> 
     t = now() if at is None else at
     query = """
         UPDATE jobs
-        SET state = CASE WHEN cancel_requested THEN 'cancelled'
+        SET state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                          WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-            error = CASE WHEN attempts >= max_attempts AND NOT cancel_requested
+            error = CASE WHEN attempts >= max_attempts AND cancel_requested = 0
                          THEN 'worker stopped responding (lease expired) on the last attempt' ELSE error END,
-            finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ? ELSE NULL END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempts >= max_attempts THEN ? ELSE NULL END,
             run_after = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = ?
         WHERE state = 'running' AND lease_expires_at < ?
         RETURNING *
@@ -277,6 +272,36 @@ async def list_jobs(db: aiosqlite.Connection, *, user_id: int | None = None, sta
     """
     rows = await fetch_all(db, query, (user_id, user_id, state, state, guild_id, guild_id, limit))
     return [Job.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as /status shows it: where it waits in the queue, and the name of the subject it trains."""
+    job: Job
+    position: int | None
+    subject_name: str
+
+
+async def statuses(db: aiosqlite.Connection, *, user_id: int, limit: int = 20) -> list[JobStatus]:
+    """A user's latest jobs with their queue places, in one query (one round trip, however many jobs):
+    the same order as `queue_position`, counted across every worker of the fleet."""
+    query = """
+        SELECT j.*, coalesce(s.name, '') AS subject_name,
+               CASE WHEN j.state = 'queued' THEN (
+                   SELECT count(*) + 1 FROM jobs AS other
+                   WHERE other.state = 'queued'
+                     AND (other.priority > j.priority
+                          OR (other.priority = j.priority AND (other.run_after < j.run_after
+                              OR (other.run_after = j.run_after AND other.id < j.id))))) END AS queue_position
+        FROM jobs AS j LEFT JOIN subjects AS s ON s.id = j.subject_id
+        WHERE j.user_id = ? ORDER BY j.id DESC LIMIT ?
+    """
+    out = []
+    for row in await fetch_all(db, query, (user_id, limit)):
+        d = dict(row)
+        position, name = d.pop("queue_position"), d.pop("subject_name")
+        out.append(JobStatus(Job.from_row(d), position, name))
+    return out
 
 
 async def queue_position(db: aiosqlite.Connection, job_id: int) -> int | None:

@@ -12,6 +12,8 @@ from importlib import resources
 
 import aiosqlite
 
+from storage.postgres import PgConnection
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,8 @@ def available() -> list[tuple[str, str]]:
 
 
 async def applied(db: aiosqlite.Connection) -> list[str]:
+    if isinstance(db, PgConnection):
+        return await db.applied_migrations()
     await db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     async with db.execute("SELECT name FROM schema_migrations ORDER BY name") as cur:
         return [row[0] for row in await cur.fetchall()]
@@ -36,6 +40,11 @@ async def migrate(db: aiosqlite.Connection, *, upto: str | None = None) -> list[
         if upto is not None and name > upto:
             break
         if name in done:
+            continue
+        if isinstance(db, PgConnection):  # the same script, in PostgreSQL's dialect (storage/dialect.py)
+            if await db.apply_migration(name, sql, time.time()):
+                log.info("applied migration %s", name)
+                ran.append(name)
             continue
         # executescript commits first, so the transaction is written out in the script itself.
         # Foreign keys are off while a migration runs (SQLite's way to rebuild a table that others

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, now, transaction
+from storage.db import IntegrityError, fetch_all, fetch_one, now, transaction
 from storage.errors import SubjectError
 
 # The states and their transitions are storage.lifecycle's; this module only reads subjects.
@@ -125,7 +125,7 @@ async def add_photo(db: aiosqlite.Connection, *, subject_id: int, sha256: str, p
         async with transaction(db):
             row = await fetch_one(db, query, (subject_id, subject_id, sha256, path, width, height,
                                               json.dumps(list(findings)), now(), size_bytes))
-    except aiosqlite.IntegrityError:
+    except IntegrityError:
         raise SubjectError("That photo is already part of this subject: send a different one.") from None
     return Photo.from_row(row)
 

@@ -33,10 +33,8 @@ class Subjects(commands.Cog):
 
     @app_commands.command(name="status", description="Your jobs and their places in the queue")
     async def status(self, interaction: discord.Interaction) -> None:
-        db = self.bot.db
-        mine = await jobs.list_jobs(db, user_id=interaction.user.id, limit=20)
-        names = {s.id: s.name for s in await subjects.list_for_owner(db, interaction.user.id)}
-        lines = [render.job_line(j, await jobs.queue_position(db, j.id), names) for j in mine]
+        mine = await jobs.statuses(self.bot.db, user_id=interaction.user.id, limit=20)
+        lines = [render.job_line(s.job, s.position, s.subject_name) for s in mine]
         await interaction.response.send_message(
             render.paginate(lines, "You have no jobs. /train or /imagine starts one."), ephemeral=True)
 

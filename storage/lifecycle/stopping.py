@@ -4,6 +4,7 @@ they made, in one transaction each."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -94,7 +95,7 @@ async def cancel_job(db: aiosqlite.Connection, *, job_id: int, data_dir: Path, u
         await audit.append(db, action="job.cancelled", actor_id=actor_id if actor_id is not None else user_id,
                            guild_id=job.guild_id, target_user_id=job.user_id, subject_id=job.subject_id, job_id=job.id)
         job = await jobs.get(db, job_id)
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return job
 
 
@@ -102,8 +103,9 @@ async def _subject_jobs(db: aiosqlite.Connection, subject_id: int, *, active: bo
     """Jobs that use the subject (queued and running ones only, when `active`): its trainings, and
     generations naming it."""
     query = """
-        SELECT * FROM jobs WHERE (NOT :active OR state IN ('queued', 'running'))
-          AND (subject_id = :s OR EXISTS (SELECT 1 FROM json_each(jobs.params, '$.subject_ids') WHERE value = :s))
+        SELECT * FROM jobs WHERE (:active = 0 OR state IN ('queued', 'running'))
+          AND (subject_id = :s OR EXISTS (SELECT 1 FROM json_each(jobs.params, '$.subject_ids')
+                                          WHERE CAST(value AS INTEGER) = :s))
     """
     return [jobs.Job.from_row(r) for r in await fetch_all(db, query, {"s": subject_id, "active": active})]
 
@@ -144,7 +146,7 @@ async def revoke(db: aiosqlite.Connection, *, subject_id: int, guild_id: int | N
             raise SubjectError(f"Subject #{subject_id} has no consent yet; its draft expires by itself.")
         paths = await _revoke(db, subject, by=moderator_id, reason=reason or "revoked by a moderator",
                               action="subject.revoked")
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return await subjects.get(db, subject_id)
 
 
@@ -158,7 +160,7 @@ async def ban(db: aiosqlite.Connection, *, guild_id: int, user_id: int, by: int,
         paths: list[str] = []
         for row in active:
             paths += await _stop_job(db, jobs.Job.from_row(row), reason="its owner was barred by a moderator")
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return len(active)
 
 
@@ -198,6 +200,6 @@ async def forget_user(db: aiosqlite.Connection, *, user_id: int, data_dir: Path,
     for row in job_rows:
         paths |= set(job_paths(jobs.Job.from_row(row)))
     paths |= {f"subjects/{r['id']}" for r in subject_rows}
-    removed = remove_files(data_dir, paths)
+    removed = await asyncio.to_thread(remove_files, data_dir, paths)
     log.info("forgot a user: %s", report.summary())
     return ForgetReport(**{**vars(report), "files_removed": removed})

@@ -4,6 +4,7 @@ job refuses it; the endings (finished, stopped, released, failed, reaped) with t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiosqlite
 
 from storage import artifacts, consent, jobs, prompts, subjects
 from storage.config import QueueConfig
-from storage.db import fetch_one, transaction
+from storage.db import IntegrityError, fetch_one, transaction
 from storage.errors import (
     ConsentError,
     LeaseLost,
@@ -185,7 +186,7 @@ async def job_stopped(db: aiosqlite.Connection, *, job_id: int, lease_token: str
         paths = await _delete_outputs(db, job)
         await _post(db, job, "cancelled", {"job_id": job.id, "reason": job.error or "cancelled"})
         await _usage(db, job, gpu_seconds=gpu_seconds, images=0)
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return done
 
 
@@ -237,7 +238,7 @@ async def reap(db: aiosqlite.Connection, *, data_dir: Path, at: float | None = N
                 await _post(db, job, "cancelled", {"job_id": job.id, "reason": job.error or "cancelled"})
             elif job.kind == "train" and job.subject_id is not None:
                 await _move(db, job.subject_id, "queued")
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return reaped
 
 
@@ -252,7 +253,7 @@ async def retry_job(db: aiosqlite.Connection, *, job_id: int) -> jobs.Job:
                                    "the owner has to run /train again.")
             try:
                 await _move(db, job.subject_id, "queued")
-            except aiosqlite.IntegrityError:
+            except IntegrityError:
                 raise SubjectError("Its owner has a newer subject of the same name; that one is trained instead."
                                    ) from None
         return job

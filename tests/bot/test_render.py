@@ -78,7 +78,7 @@ async def test_job_line_escapes_the_prompt(db):
     """A prompt with a masked link is listed without becoming a link."""
     job = await jobs.enqueue(db, kind="generate", user_id=1, params={"prompt": "[free](http://x.example)"},
                              cfg=QueueConfig())
-    line = render.job_line(job, None, {})
+    line = render.job_line(job, None, "")
     assert r"'\[free]\(http://x.example)'" in line
 
 

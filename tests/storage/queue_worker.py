@@ -16,7 +16,7 @@ from storage import jobs
 
 async def main(path: str, worker_id: str, mode: str, lease: float) -> None:
     async with database.connect(path) as db:
-        await db.execute("CREATE TABLE IF NOT EXISTS test_runs (job_id INTEGER, worker TEXT, token TEXT)")
+        await db.execute("CREATE TABLE IF NOT EXISTS test_runs (job_id BIGINT, worker TEXT, token TEXT)")
         while True:
             await jobs.reap_expired(db)
             job = await jobs.claim(db, worker_id=worker_id, lease_seconds=lease)

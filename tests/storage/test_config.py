@@ -55,7 +55,7 @@ def test_unknown_key_in_file_is_refused(tmp_path):
     """A misspelt key in config.toml is an error listing the valid keys."""
     path = tmp_path / "config.toml"
     path.write_text("[storage]\ndata_dirr = 'x'\n")
-    with pytest.raises(ConfigError, match="unknown setting storage.data_dirr: allowed keys here are busy_timeout_ms"):
+    with pytest.raises(ConfigError, match="unknown setting storage.data_dirr: allowed keys here are blob_url, busy_timeout_ms"):
         load(path, env={})
 
 
@@ -140,3 +140,23 @@ def test_compile_unet_reads_its_old_bool_values_as_modes(tmp_path, line, env, mo
     path = tmp_path / "config.toml"
     path.write_text(f"[trainer]\n{line}\n")
     assert load(path, env=env).trainer.compile_unet == mode
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("DREAMBOT_STORAGE_DATABASE_URL", "mysql://db/x", "is not a PostgreSQL URL"),
+    ("DREAMBOT_STORAGE_BLOB_URL", "https://bucket/x", "is not an object store URL"),
+    ("DREAMBOT_BOT_SHARDS", "many", "is not allowed"),
+    ("DREAMBOT_BOT_SHARDS", "0", "is not allowed"),
+    ("DREAMBOT_LOGGING_FORMAT", "xml", "choose one of text, json"),
+])
+def test_fleet_settings_refuse_what_cannot_work(key, value, message):
+    """A database, object store, shard count or log format that cannot work stops start-up with a message."""
+    with pytest.raises(ConfigError, match=message):
+        load(env={key: value})
+
+
+def test_database_url_takes_the_place_of_the_sqlite_file():
+    """With storage.database_url set, every process opens PostgreSQL; unset, the SQLite file."""
+    url = "postgresql://dreambot@db:5432/dreambot"
+    assert load(env={"DREAMBOT_STORAGE_DATABASE_URL": url}).storage.database == url
+    assert str(load(env={}).storage.database).endswith("dreambot.sqlite3")

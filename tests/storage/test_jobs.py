@@ -76,6 +76,30 @@ async def test_queue_position_is_none_once_running(db, queue_cfg):
     assert await jobs.queue_position(db, job.id) is None
 
 
+async def test_statuses_show_the_fleet_wide_queue_in_one_query(db, db_location, queue_cfg):
+    """/status's view: positions as queue_position counts them, including jobs other processes queued and
+    claimed, read in a single statement."""
+    mine = [await _enqueue(db, queue_cfg, user_id=1) for _ in range(3)]
+    async with database.connect(db_location) as elsewhere:  # another bot or worker process
+        await _enqueue(elsewhere, queue_cfg, kind="generate", user_id=2)
+        await jobs.claim(elsewhere, worker_id="w2", lease_seconds=10, kinds=("train",))
+    calls = []
+    real = db.execute_fetchall
+
+    async def counted(*args, **kw):
+        calls.append(args[0])
+        return await real(*args, **kw)
+    db.execute_fetchall = counted
+    try:
+        shown = await jobs.statuses(db, user_id=1)
+    finally:
+        del db.execute_fetchall
+    assert len(calls) == 1
+    assert [(s.job.id, s.job.state, s.position) for s in shown] == [
+        (mine[2].id, "queued", 3), (mine[1].id, "queued", 2), (mine[0].id, "running", None)]
+    assert [s.position for s in shown] == [await jobs.queue_position(db, j.id) for j in reversed(mine)]
+
+
 async def test_expired_lease_is_reaped_and_reclaimed(db, queue_cfg):
     """A job whose worker went silent returns to the queue and can be claimed again."""
     job = await _enqueue(db, queue_cfg)
@@ -247,9 +271,41 @@ async def test_concurrent_enqueues_respect_the_user_limit(db, queue_cfg):
     assert all(isinstance(r, (jobs.Job, QueueFull)) for r in results)
 
 
-async def test_concurrent_enqueues_get_distinct_durable_jobs(db, queue_cfg, tmp_path):
+async def test_concurrent_enqueues_get_distinct_durable_jobs(db, queue_cfg, db_location):
     """Simultaneous requests from many users each get their own job, visible to a new connection."""
     made = await asyncio.gather(*(_enqueue(db, queue_cfg, user_id=u) for u in range(40)))
     assert len({j.id for j in made}) == 40
-    async with database.connect(tmp_path / "test.sqlite3") as other:
+    async with database.connect(db_location) as other:
         assert len(await jobs.list_jobs(other, limit=100)) == 40
+
+
+@pytest.mark.parametrize("db_location", ["postgresql"], indirect=True)
+async def test_an_idle_worker_wakes_as_soon_as_a_job_is_queued_anywhere(db, db_location, queue_cfg):
+    """On PostgreSQL an idle worker doesn't wait out its poll interval: an enqueue from another process
+    (LISTEN/NOTIFY) wakes it at once."""
+    waiting = asyncio.create_task(database.wait_for_jobs(db, 60))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    async with database.connect(db_location) as bot:
+        started = asyncio.get_running_loop().time()
+        await _enqueue(bot, queue_cfg, user_id=5)
+    await asyncio.wait_for(waiting, 10)
+    assert asyncio.get_running_loop().time() - started < 10
+    assert (await jobs.claim(db, worker_id="w", lease_seconds=10)).user_id == 5
+
+
+async def test_a_claim_never_lands_inside_a_lifecycle_change(db, db_location, queue_cfg):
+    """A multi-statement change on one connection has the write turn to itself: a worker's claim on another
+    connection waits for it and sees all of it, never half."""
+    job = await _enqueue(db, queue_cfg)
+    async with database.connect(db_location) as worker:
+        async def change():
+            async with database.transaction(db):
+                await db.execute("UPDATE jobs SET priority = 5 WHERE id = ?", (job.id,))
+                await asyncio.sleep(0.5)
+                await db.execute("UPDATE jobs SET priority = 7 WHERE id = ?", (job.id,))
+        changing = asyncio.create_task(change())
+        await asyncio.sleep(0.1)
+        claimed = await jobs.claim(worker, worker_id="w", lease_seconds=10)
+        await changing
+    assert claimed.priority == 7

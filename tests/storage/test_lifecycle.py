@@ -135,10 +135,10 @@ async def test_reroll_and_vary_count_toward_the_daily_images(db, data):
                                           queue=QUEUE)
 
 
-async def _concurrently(tmp_path, n, make):
+async def _concurrently(location, n, make):
     """n requests at once, each on its own connection as separate bot processes would be."""
     async def one(i):
-        async with database.connect(tmp_path / "test.sqlite3") as conn:
+        async with database.connect(location) as conn:
             try:
                 return await make(conn, i)
             except (CooldownActive, QuotaReached, SubjectError):
@@ -146,26 +146,26 @@ async def _concurrently(tmp_path, n, make):
     return [r for r in await asyncio.gather(*(one(i) for i in range(n))) if r is not None]
 
 
-async def test_simultaneous_trains_in_a_cooldown_make_one_draft(db, data, tmp_path):
+async def test_simultaneous_trains_in_a_cooldown_make_one_draft(db, data, db_location):
     """#6: four /train at once inside a 60 s cooldown make one draft."""
     limits = lifecycle.Limits(cooldown_seconds=60)
-    made = await _concurrently(tmp_path, 4, lambda conn, i: draft(conn, data, name=f"pet {i}", limits=limits))
+    made = await _concurrently(db_location, 4, lambda conn, i: draft(conn, data, name=f"pet {i}", limits=limits))
     assert len(made) == 1
 
 
-async def test_simultaneous_trains_respect_subjects_per_user(db, data, tmp_path):
+async def test_simultaneous_trains_respect_subjects_per_user(db, data, db_location):
     """#6: with max_subjects_per_user = 1, three at once make one subject."""
     await guilds.set_policy(db, guild_id=9, by=7, max_subjects_per_user=1)
-    made = await _concurrently(tmp_path, 3, lambda conn, i: draft(conn, data, name=f"pet {i}"))
+    made = await _concurrently(db_location, 3, lambda conn, i: draft(conn, data, name=f"pet {i}"))
     assert len(made) == 1
 
 
-async def test_simultaneous_imagines_respect_images_per_day(db, data, tmp_path):
+async def test_simultaneous_imagines_respect_images_per_day(db, data, db_location):
     """#6: with images_per_day = 1, three /imagine at once queue one job."""
     await trained(db, data, queue=QUEUE)
     await guilds.set_policy(db, guild_id=9, by=7, max_images_per_day=1)
     request = lifecycle.ImageRequest(user_id=1, guild_id=9, channel_id=5, prompt="rex in space")
-    made = await _concurrently(tmp_path, 3, lambda conn, i: lifecycle.queue_images(conn, request, queue=QUEUE))
+    made = await _concurrently(db_location, 3, lambda conn, i: lifecycle.queue_images(conn, request, queue=QUEUE))
     assert len(made) == 1
 
 

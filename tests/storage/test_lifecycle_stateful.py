@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -25,6 +26,7 @@ from storage.config import QueueConfig, RetentionConfig
 from storage.db import fetch_all, fetch_one
 from storage.errors import DreambotError, LeaseLost, StopRequested
 from tests.helpers import photos
+from tests.pg_server import shared_server
 
 GUILD, MOD = 9, 999
 USERS = (1, 2, 3)
@@ -35,12 +37,16 @@ picks = st.integers(min_value=0, max_value=50)
 
 
 class Lifecycle(RuleBasedStateMachine):
+    def location(self):
+        """The database of one example: a fresh SQLite file."""
+        return self.tmp / "db.sqlite3"
+
     @initialize()
     def open(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="lifecycle-"))
         self.data = self.tmp / "data"
         self.loop = asyncio.new_event_loop()
-        self._cm = database.connect(self.tmp / "db.sqlite3")
+        self._cm = database.connect(self.location())
         self.db = self.run(self._cm.__aenter__())
         self.run(guilds.set_policy(self.db, guild_id=GUILD, by=MOD, max_subjects_per_user=MAX_SUBJECTS,
                                    max_images_per_day=IMAGES_PER_DAY))
@@ -64,6 +70,10 @@ class Lifecycle(RuleBasedStateMachine):
             self.run(self._cm.__aexit__(None, None, None))
             self.loop.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            self.drop()
+
+    def drop(self) -> None:
+        pass
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -248,7 +258,7 @@ class Lifecycle(RuleBasedStateMachine):
         for row in self.rows("SELECT id FROM subjects WHERE state IN ('queued', 'training', 'trained')"):
             assert self.run(consent.active(self.db, row["id"])) is not None, f"subject {row['id']} has no consent"
         query = """SELECT j.id FROM jobs AS j JOIN subjects AS s ON s.id = j.subject_id
-                   WHERE j.kind = 'train' AND j.state = 'running' AND NOT j.cancel_requested
+                   WHERE j.kind = 'train' AND j.state = 'running' AND j.cancel_requested = 0
                      AND NOT EXISTS (SELECT 1 FROM consents AS c WHERE c.subject_id = s.id AND c.revoked_at IS NULL)"""
         assert not self.rows(query)
 
@@ -288,7 +298,7 @@ class Lifecycle(RuleBasedStateMachine):
         query = """SELECT o.id, o.kind FROM outbox AS o JOIN jobs AS j ON j.id = o.job_id
                    LEFT JOIN subjects AS s ON s.id = j.subject_id
                    WHERE o.delivered_at IS NULL AND o.kind IN ('images', 'grid', 'train_done', 'progress')
-                     AND (j.state = 'cancelled' OR j.cancel_requested OR s.state = 'revoked')"""
+                     AND (j.state = 'cancelled' OR j.cancel_requested = 1 OR s.state = 'revoked')"""
         assert not self.rows(query)
 
 
@@ -308,3 +318,21 @@ Lifecycle.TestCase.settings = settings(max_examples=int(os.environ.get("LIFECYCL
                                        stateful_step_count=50, deadline=None,
                                        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestLifecycle = Lifecycle.TestCase
+
+
+class LifecyclePostgres(Lifecycle):
+    """The same machine on PostgreSQL: a fresh database on the session's server per example."""
+
+    def location(self):
+        self.dbname = f"lifecycle_{uuid.uuid4().hex[:12]}"
+        return shared_server().create_database(self.dbname)
+
+    def drop(self) -> None:
+        shared_server().drop_database(self.dbname)
+
+
+# Each example creates and migrates a database on a real server: fewer of them (about 40 s).
+LifecyclePostgres.TestCase.settings = settings(
+    max_examples=int(os.environ.get("LIFECYCLE_PG_EXAMPLES", "30")), stateful_step_count=50, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestLifecyclePostgres = LifecyclePostgres.TestCase

@@ -7,40 +7,52 @@ import pytest
 from storage import db as database
 from storage import migrate
 
-
-async def _tables(db) -> set[str]:
-    rows = await database.fetch_all(db, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {r["name"] for r in rows}
+CORE = ("subjects", "photos", "consents", "jobs", "artifacts", "outbox", "audit_log", "usage")
 
 
-async def test_fresh_database_gets_every_migration(tmp_path):
-    """Opening an empty file applies all migrations and creates the core tables."""
-    async with database.connect(tmp_path / "a.sqlite3") as db:
+async def test_fresh_database_gets_every_migration(db_location):
+    """Opening an empty database applies all migrations and creates the core tables."""
+    async with database.connect(db_location) as db:
         assert await migrate.applied(db) == [name for name, _ in migrate.available()]
-        assert {"subjects", "photos", "consents", "jobs", "artifacts", "outbox", "audit_log", "usage"} <= \
-            await _tables(db)
+        for table in CORE:
+            assert await database.fetch_all(db, f"SELECT * FROM {table}") == []
 
 
-async def test_second_run_is_a_no_op(tmp_path):
+async def test_second_run_is_a_no_op(db_location):
     """Migrating an up-to-date database applies nothing."""
-    async with database.connect(tmp_path / "a.sqlite3") as db:
+    async with database.connect(db_location) as db:
         assert await migrate.migrate(db) == []
 
 
 @pytest.mark.parametrize("start", [name for name, _ in migrate.available()])
-async def test_upgrade_from_each_version_keeps_data(tmp_path, start):
-    """A database at any earlier version upgrades to the latest and keeps its jobs."""
-    path = tmp_path / "old.sqlite3"
-    async with database.connect(path, run_migrations=False) as db:
+async def test_upgrade_from_each_version_keeps_data(db_location, start):
+    """A database at any earlier version upgrades to the latest and keeps its rows; foreign keys still
+    hold across a migration that rebuilds a table (a subject's photos go with it), and new rows get
+    fresh ids."""
+    async with database.connect(db_location, run_migrations=False) as db:
         await migrate.migrate(db, upto=start)
         await db.execute("INSERT INTO jobs (kind, user_id, max_attempts, run_after, created_at, updated_at) "
                          "VALUES ('train', 5, 3, 0, 0, 0)")
-    async with database.connect(path) as db:
+        await db.execute("INSERT INTO subjects (owner_id, name, token, class_noun, created_at, updated_at) "
+                         "VALUES (5, 'rex', 'sks', 'dog', 0, 0)")
+        await db.execute("INSERT INTO photos (subject_id, position, sha256, path, width, height, created_at) "
+                         "VALUES (1, 1, 'ab', 'p.jpg', 512, 512, 0)")
+    async with database.connect(db_location) as db:
         assert await migrate.applied(db) == [name for name, _ in migrate.available()]
         (count,) = await database.fetch_one(db, "SELECT count(*) FROM jobs WHERE user_id = 5")
         assert count == 1
+        new = await database.fetch_one(
+            db, "INSERT INTO subjects (owner_id, name, token, class_noun, created_at, updated_at) "
+                "VALUES (6, 'tom', 'xyz', 'cat', 0, 0) RETURNING id")
+        assert new["id"] == 2
+        with pytest.raises(database.IntegrityError):
+            await db.execute("INSERT INTO photos (subject_id, position, sha256, path, width, height, created_at) "
+                             "VALUES (99, 1, 'cd', 'q.jpg', 512, 512, 0)")
+        await db.execute("DELETE FROM subjects WHERE id = 1")
+        assert await database.fetch_all(db, "SELECT * FROM photos") == []
 
 
+@pytest.mark.parametrize("db_location", ["sqlite"], indirect=True)
 async def test_pragmas_are_set_on_connect(db):
     """WAL, foreign keys and a busy timeout are on for every connection."""
     assert (await database.fetch_one(db, "PRAGMA journal_mode"))[0] == "wal"

@@ -20,9 +20,9 @@ def _start(db_path, worker_id: str, mode: str, lease: float) -> subprocess.Popen
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-async def test_concurrent_workers_never_run_a_job_twice(tmp_path, db, queue_cfg):
+async def test_concurrent_workers_never_run_a_job_twice(db_location, db, queue_cfg):
     """Four processes draining 200 jobs run each exactly once."""
-    db_path = tmp_path / "test.sqlite3"
+    db_path = db_location
     for i in range(200):
         await jobs.enqueue(db, kind="generate" if i % 3 else "train", user_id=i, params={"i": i}, cfg=queue_cfg)
     procs = [_start(db_path, f"w{n}", "drain", 30) for n in range(4)]
@@ -36,9 +36,9 @@ async def test_concurrent_workers_never_run_a_job_twice(tmp_path, db, queue_cfg)
     assert [(r["state"], r["n"]) for r in states] == [("succeeded", 200)]
 
 
-async def test_sigkilled_worker_job_is_reclaimed_and_completes_once(tmp_path, db, queue_cfg):
+async def test_sigkilled_worker_job_is_reclaimed_and_completes_once(db_location, db, queue_cfg):
     """A worker killed with SIGKILL mid-job loses its lease; another completes the job exactly once."""
-    db_path = tmp_path / "test.sqlite3"
+    db_path = db_location
     job = await jobs.enqueue(db, kind="train", user_id=1, params={}, cfg=queue_cfg)
     holder = _start(db_path, "doomed", "hold", 1.0)
     line = await asyncio.to_thread(holder.stdout.readline)

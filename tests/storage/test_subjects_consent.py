@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import aiosqlite
 import pytest
 
 from storage import audit, consent, lifecycle, subjects
+from storage import db as database
 from storage.errors import ConsentError, SubjectError
 from tests.helpers import consented, draft
 
@@ -68,14 +68,14 @@ async def test_consent_keeps_the_exact_text_and_its_hash(db, tmp_path):
 async def test_consent_cannot_be_rewritten(db, tmp_path):
     """Changing a recorded consent's text is refused by the database itself."""
     c = await consent.require(db, (await consented(db, tmp_path)).subject.id)
-    with pytest.raises(aiosqlite.IntegrityError, match="append-only"):
+    with pytest.raises(database.IntegrityError, match="append-only"):
         await db.execute("UPDATE consents SET text = 'I did not agree' WHERE id = ?", (c.id,))
 
 
 async def test_consent_cannot_be_deleted_while_user_exists(db, tmp_path):
     """Consents are deleted only as part of forgetting their user."""
     c = await consent.require(db, (await consented(db, tmp_path)).subject.id)
-    with pytest.raises(aiosqlite.IntegrityError, match="append-only"):
+    with pytest.raises(database.IntegrityError, match="append-only"):
         await db.execute("DELETE FROM consents WHERE id = ?", (c.id,))
 
 
@@ -94,7 +94,7 @@ async def test_revoked_consent_blocks_use(db, tmp_path):
 async def test_audit_log_cannot_be_edited(db):
     """Audit entries cannot be updated or deleted."""
     await audit.append(db, action="subject.revoked", actor_id=5, guild_id=9, target_user_id=1)
-    with pytest.raises(aiosqlite.IntegrityError):
+    with pytest.raises(database.IntegrityError):
         await db.execute("UPDATE audit_log SET action = 'nothing'")
-    with pytest.raises(aiosqlite.IntegrityError):
+    with pytest.raises(database.IntegrityError):
         await db.execute("DELETE FROM audit_log")
