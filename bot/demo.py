@@ -132,6 +132,7 @@ def worker_env(out: Path, world: DemoWorld, database: Path) -> dict[str, str]:
                 "default_preset": world.preset, **world.trainer}
     return {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
             "DREAMBOT_STORAGE_DATA_DIR": str(out / "data"), "DREAMBOT_STORAGE_DB_PATH": str(database),
+            "DREAMBOT_STORAGE_DATABASE_URL": "", "DREAMBOT_STORAGE_BLOB_URL": "",
             **{f"DREAMBOT_TRAINER_{k.upper()}": v for k, v in settings.items()}}
 
 
@@ -159,7 +160,8 @@ async def run_demo(out: Path, *, base: Config | None = None, random_model: bool 
     database = out / "data" / "dreambot.sqlite3"
     world = random_world(out) if random_model else toy_world(out)
     base = base or load()  # the same config.toml the worker reads: the bot checks presets against it
-    storage = dataclasses.replace(base.storage, data_dir=out / "data", db_path=database)
+    # the demo is one machine on its own files, whatever database or object store the config names
+    storage = dataclasses.replace(base.storage, data_dir=out / "data", db_path=database, database_url="", blob_url="")
     worker = start_worker(env=worker_env(out, world, database), log_file=out / "worker.log")
     try:
         async with DiscordEmulator(on_event=lambda line: print(line, flush=True)) as emu:

@@ -1,7 +1,9 @@
-"""Which file to hand out for /export: the adapter in use (diffusers) or its kohya copy."""
+"""Which file to hand out for /export: the adapter in use (diffusers) or its kohya copy (fetched from the
+object store first when storage.blob_url names one)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path, PurePosixPath
 
 import aiosqlite
@@ -26,7 +28,7 @@ async def export_file(db: aiosqlite.Connection, subject: Subject, fmt: str, data
     if fmt == "kohya":
         path = await _kohya_copy(db, subject, art, data_dir)
     else:
-        path = find_weights(files.resolve(data_dir, art.path))
+        path = find_weights(await asyncio.to_thread(files.local, data_dir, art.path))
     safe = "".join(c if c.isalnum() else "-" for c in subject.name)
     return path, f"{safe}-{fmt}-lora.safetensors"
 
@@ -41,7 +43,7 @@ async def _kohya_copy(db: aiosqlite.Connection, subject: Subject, adapter: artif
         rel = PurePosixPath(adapter.path)
         if rel.name != "adapter":
             raise missing
-        path = files.resolve(data_dir, (rel.parent / CHECKPOINT_KOHYA).as_posix())
+        path = await asyncio.to_thread(files.local, data_dir, (rel.parent / CHECKPOINT_KOHYA).as_posix())
         if not path.is_file():  # a checkpoint written before checkpoints carried one
             raise missing
         return path
@@ -50,7 +52,7 @@ async def _kohya_copy(db: aiosqlite.Connection, subject: Subject, adapter: artif
     kohya = await artifacts.for_job(db, adapter.job_id, kind="adapter_kohya")
     if not kohya:
         raise missing
-    return find_weights(files.resolve(data_dir, kohya[-1].path))
+    return find_weights(await asyncio.to_thread(files.local, data_dir, kohya[-1].path))
 
 
 def find_weights(path: Path) -> Path:

@@ -39,7 +39,8 @@ class Artifact:
 async def record(db: aiosqlite.Connection, *, kind: str, path: str, data_dir: Path, job_id: int | None = None,
                  subject_id: int | None = None, user_id: int | None = None, cache_key: str | None = None,
                  meta: dict[str, Any] | None = None) -> Artifact:
-    """Record a file or folder already written under data_dir; its hash and size are measured here."""
+    """Record a file or folder already written under data_dir; its hash and size are measured here. With an object
+    store, the writer publishes it first (files.publish): uploading here would hold the transaction open."""
     if kind not in KINDS:
         raise ValueError(f"unknown artifact kind {kind!r}")
     digest, size = files.tree_sha256(files.resolve(data_dir, path))
@@ -79,7 +80,7 @@ async def for_user(db: aiosqlite.Connection, user_id: int) -> list[Artifact]:
 
 
 async def delete(db: aiosqlite.Connection, *, artifact_id: int, data_dir: Path) -> bool:
-    """Remove the row, then the file or folder on disk; True when the artifact existed."""
+    """Remove the row, then the file or folder on disk and in the object store; True when the artifact existed."""
     async with transaction(db):
         row = await fetch_one(db, "DELETE FROM artifacts WHERE id = ? RETURNING path", (artifact_id,))
     if row is None:

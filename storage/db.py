@@ -31,6 +31,7 @@ from pathlib import Path
 import aiosqlite
 import psycopg
 
+from storage.errors import DatabaseUnreachable
 from storage.migrate import migrate
 from storage.postgres import PgConnection
 
@@ -38,7 +39,7 @@ from storage.postgres import PgConnection
 Error = (sqlite3.Error, psycopg.Error)
 IntegrityError = (sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 # The database could not be reached or stayed locked: worth waiting and trying again.
-OperationalError = (sqlite3.OperationalError, psycopg.OperationalError)
+OperationalError = (sqlite3.OperationalError, psycopg.OperationalError, DatabaseUnreachable)
 
 log = logging.getLogger(__name__)
 

@@ -77,3 +77,13 @@ class StopRequested(DreambotError):
     def __init__(self, job_id: int):
         super().__init__(f"job #{job_id} was cancelled; its work is being discarded.")
         self.job_id = job_id
+
+
+class BlobStoreError(DreambotError):
+    """The object store (storage.blob_url) cannot be reached or refused a request; the message names the bucket
+    and endpoint (never a credential) and what to check."""
+
+
+class DatabaseUnreachable(DreambotError):
+    """The PostgreSQL server that storage.database_url names did not answer; the message names it without its
+    password and says what to check. A worker waits and tries again; a command stops with the message."""

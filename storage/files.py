@@ -1,7 +1,9 @@
 """The file store under the data directory: content-addressed blobs, atomic writes, real deletion.
 
 Paths recorded in the database are relative to the data directory and are built only from
-hashes and ids, never from a name a user typed.
+hashes and ids, never from a name a user typed. With an object store attached (storage.blobs), the
+data directory is this host's cache of it: `publish` uploads what was written here, `local` downloads
+what is about to be read, and `remove` deletes in both places.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from storage import blobs
 
 BLOB_DIR = "blobs"
 
@@ -64,7 +68,7 @@ def fsync_path(path: Path) -> None:
 
 
 def put_blob(data_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
-    """Store `data` content-addressed; returns (sha256, path relative to data_dir). Idempotent."""
+    """Store `data` content-addressed, and publish it; returns (sha256, path relative to data_dir). Idempotent."""
     digest = sha256_bytes(data)
     rel = Path(BLOB_DIR) / digest[:2] / f"{digest}{suffix}"
     target = data_dir / rel
@@ -72,6 +76,9 @@ def put_blob(data_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
         os.utime(target)  # fresh again: the sweep collects only blobs left unused for a while
     else:
         atomic_write(target, data)
+    # Uploaded even when it was here already: a new object is fresh for the sweep too, and the store may have
+    # collected an unused copy meanwhile.
+    blobs.for_dir(data_dir).publish(rel.as_posix())
     return digest, rel.as_posix()
 
 
@@ -84,13 +91,44 @@ def resolve(data_dir: Path, rel: str) -> Path:
     return path
 
 
-def remove(data_dir: Path, rel: str) -> bool:
-    """Delete a recorded file or folder for real; True if something was removed."""
+def local(data_dir: Path, rel: str) -> Path:
+    """The absolute path of a recorded file or folder about to be read, downloaded from the object store first
+    when this host does not have it yet (a missing one is returned missing, as without a store)."""
+    resolve(data_dir, rel)  # refuses an escaping path before any request
+    return blobs.for_dir(data_dir).materialize(rel)
+
+
+def publish(data_dir: Path, rel: str) -> None:
+    """Upload a file or folder written under data_dir to the object store, before its path is recorded, so a
+    worker or bot on another host can read it. A no-op without an object store."""
+    resolve(data_dir, rel)
+    blobs.for_dir(data_dir).publish(rel)
+
+
+def evict(data_dir: Path, rel: str) -> bool:
+    """Drop this host's cached copy of a recorded file or folder that the object store holds (a worker, after a
+    job, so a later /forget leaves no copy on its disk); a no-op without an object store, where the copy is the
+    file. True if a copy was dropped."""
+    if not blobs.for_dir(data_dir).remote:
+        return False
     path = resolve(data_dir, rel)
     if path.is_dir():
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)
         return True
     if path.exists():
-        path.unlink()
+        path.unlink(missing_ok=True)
         return True
     return False
+
+
+def remove(data_dir: Path, rel: str) -> bool:
+    """Delete a recorded file or folder for real, here and in the object store; True if something was removed."""
+    path = resolve(data_dir, rel)
+    removed = False
+    if path.is_dir():
+        shutil.rmtree(path)
+        removed = True
+    elif path.exists():
+        path.unlink()
+        removed = True
+    return blobs.for_dir(data_dir).remove(rel) or removed

@@ -29,6 +29,7 @@ import psycopg
 from psycopg.adapt import Dumper, Loader
 
 from storage import dialect
+from storage.errors import DatabaseUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +217,17 @@ class PgConnection:
     async def wait_for_jobs(self, timeout: float) -> None:
         """Return when a job is enqueued anywhere in the fleet, or after `timeout` seconds."""
         if self._listen_task is None or self._listen_task.done():
+            if self._listener is not None:
+                await self._listener.close()
+            try:
+                self._listener = await _connect(self._url)
+                await self._listener.execute(f"LISTEN {JOBS_CHANNEL}")
+            except (DatabaseUnreachable, psycopg.Error) as exc:  # poll meanwhile; the next wait tries again
+                log.warning("cannot listen for new jobs (%s); polling every %.0f s", type(exc).__name__, timeout)
+                self._listener = None
+                await asyncio.sleep(timeout)
+                return
             self._wakeups = asyncio.Queue()
-            self._listener = await _connect(self._url)
-            await self._listener.execute(f"LISTEN {JOBS_CHANNEL}")
             self._listen_task = asyncio.create_task(self._listen(self._listener, self._wakeups))
         queue = self._wakeups
         while not queue.empty():  # wake-ups from before this wait: a claim after them came first
@@ -248,7 +257,7 @@ async def _connect(url: str) -> psycopg.AsyncConnection:
     try:
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, cursor_factory=psycopg.AsyncClientCursor)
     except psycopg.OperationalError as exc:
-        raise psycopg.OperationalError(
+        raise DatabaseUnreachable(
             f"cannot connect to PostgreSQL at {redact(url)}: {_first_line(exc)}. Check that the server runs, "
             "that storage.database_url names it, and that the password is in PGPASSWORD or ~/.pgpass.") from None
     conn.adapters.register_dumper(bool, _BoolAsInt)

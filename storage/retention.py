@@ -6,12 +6,14 @@
 - the photos of subjects whose training failed or was cancelled, after `failed_job_photos_days`
   (a revoked subject's photos went at revocation, storage.lifecycle);
 - orphans: a job's or a subject's folder whose row is gone, and photo blobs no photo uses, left
-  behind by a crash between a commit and its file deletion.
+  behind by a crash between a commit and its file deletion; with an object store (storage.blobs),
+  those in the store as well as those in this host's cache.
 Each row is handled alone: one that fails is logged and counted, and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import aiosqlite
 
-from storage import files
+from storage import blobs, files
 from storage.config import RetentionConfig
 from storage.db import fetch_all, fetch_one, now, transaction
+from storage.errors import BlobStoreError
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
@@ -48,7 +51,7 @@ async def sweep(db: aiosqlite.Connection, *, data_dir: Path, cfg: RetentionConfi
             SELECT id, path FROM artifacts AS a
             WHERE kind IN ('image', 'grid', 'checkpoint') AND created_at < ?
               AND NOT EXISTS (SELECT 1 FROM artifacts AS chosen JOIN subjects AS s ON s.adapter_artifact_id = chosen.id
-                              WHERE json_extract(chosen.meta, '$.from_checkpoint') = a.id)
+                              WHERE CAST(json_extract(chosen.meta, '$.from_checkpoint') AS INTEGER) = a.id)
             ORDER BY id
         """
         for row in await fetch_all(db, query, (t - cfg.generated_days * DAY,)):
@@ -86,7 +89,7 @@ class _Tally:
 async def _delete_artifact(db: aiosqlite.Connection, data_dir: Path, artifact_id: int, path: str) -> bool:
     async with transaction(db):
         await db.execute("DELETE FROM artifacts WHERE id = ?", (artifact_id,))
-    files.remove(data_dir, path)
+    await _remove(data_dir, path)
     return True
 
 
@@ -95,30 +98,51 @@ async def _delete_photo(db: aiosqlite.Connection, data_dir: Path, photo_id: int,
         await db.execute("DELETE FROM photos WHERE id = ?", (photo_id,))
         still = await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (path,))
     if still is None:  # blobs are shared by content
-        files.remove(data_dir, path)
+        await _remove(data_dir, path)
     return True
 
 
 async def _remove(data_dir: Path, rel: str) -> bool:
-    return files.remove(data_dir, rel)
+    return await asyncio.to_thread(files.remove, data_dir, rel)
+
+
+async def _listed(tally: _Tally, folder: str, listing, empty):
+    """What the object store holds under `folder`; when it cannot be listed, logged and counted, and the sweep goes
+    on with this host's files."""
+    try:
+        return await asyncio.to_thread(listing, folder)
+    except BlobStoreError:
+        log.exception("retention sweep could not list %s in the object store; going on", folder)
+        tally.errors += 1
+        return empty
 
 
 async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, tally: _Tally, *, at: float) -> int:
+    """Orphans here and, with an object store, there too: this host's cache may never have held them."""
+    store = blobs.for_dir(data_dir)
     found = 0
     for folder, table in (("jobs", "jobs"), ("subjects", "subjects")):
         root = data_dir / folder
-        if not root.is_dir():
+        names = {entry.name for entry in root.iterdir()} if root.is_dir() else set()
+        names |= await _listed(tally, folder, store.children, set())
+        if not names:
             continue
         known = {r[0] for r in await fetch_all(db, f"SELECT id FROM {table}")}
-        for entry in root.iterdir():
-            if entry.name.isdigit() and int(entry.name) not in known:
-                found += await tally.attempt(entry.name, _remove(data_dir, f"{folder}/{entry.name}"))
-    blobs = data_dir / files.BLOB_DIR
-    if blobs.is_dir():
+        for name in sorted(names):
+            if name.isdigit() and int(name) not in known:
+                found += await tally.attempt(name, _remove(data_dir, f"{folder}/{name}"))
+    candidates: dict[str, float] = {}  # blob path -> last written, here or in the store
+    blob_dir = data_dir / files.BLOB_DIR
+    if blob_dir.is_dir():
+        for blob in blob_dir.glob("*/*"):
+            if not blob.name.startswith(".tmp-"):
+                candidates[blob.relative_to(data_dir).as_posix()] = blob.stat().st_mtime
+    for rel, modified in await _listed(tally, files.BLOB_DIR, store.files, []):
+        candidates[rel] = max(modified, candidates.get(rel, modified))
+    if candidates:
         used = {r[0] for r in await fetch_all(db, "SELECT DISTINCT path FROM photos")}
-        for blob in blobs.glob("*/*"):
-            rel = blob.relative_to(data_dir).as_posix()
-            if rel not in used and not blob.name.startswith(".tmp-") and blob.stat().st_mtime < at - ORPHAN_GRACE_SECONDS:
+        for rel, modified in sorted(candidates.items()):
+            if rel not in used and modified < at - ORPHAN_GRACE_SECONDS:
                 # checked again right before deleting: a photo may have been attached since the listing
                 if await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (rel,)) is None:
                     found += await tally.attempt(rel, _remove(data_dir, rel))

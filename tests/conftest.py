@@ -12,6 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from storage import db as database  # noqa: E402
 from storage.config import Config, QueueConfig  # noqa: E402
 
+pytest_plugins = ["tests.pg_server", "tests.s3_server"]
+
 
 @pytest.fixture
 def cfg(tmp_path) -> Config:

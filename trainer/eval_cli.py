@@ -141,7 +141,7 @@ async def _from_database(name: str, cfg):
     from storage import artifacts, jobs, subjects
     from storage import db as storage_db
     from storage.errors import JobNotFound
-    from storage.files import resolve
+    from storage.files import local
     from trainer.cli import LOCAL_USER_ID
     from trainer.config import resolution_for
     from trainer.eval.run import EvalSubject
@@ -157,14 +157,14 @@ async def _from_database(name: str, cfg):
         if art is None:
             print(f"subject {name!r} is {subject.state} and has no adapter yet", file=sys.stderr)
             return None
-        photos = tuple(resolve(Path(st.data_dir), p.path) for p in await subjects.photos(db, subject.id))
+        photos = tuple(local(Path(st.data_dir), p.path) for p in await subjects.photos(db, subject.id))
         try:  # its training job's resolved config finds the class images it was trained beside
             job = await jobs.get(db, art.job_id) if art.job_id is not None else None
         except JobNotFound:
             job = None
     from trainer import lora
 
-    adapter = resolve(Path(st.data_dir), art.path)
+    adapter = local(Path(st.data_dir), art.path)
     meta = lora.read_metadata(adapter)
     return EvalSubject(name=subject.name, token=subject.token, class_noun=subject.class_noun, adapter_dir=adapter,
                        photos=photos, base_model=art.meta.get("base_model") or meta.get("base_model")

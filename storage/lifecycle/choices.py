@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -51,7 +52,7 @@ async def _checkpoint_adapter(db: aiosqlite.Connection, subject: Subject, checkp
     if known is not None:
         return known
     inner = f"{checkpoint.path.rstrip('/')}/adapter"
-    if not files.resolve(data_dir, inner).is_dir():
+    if not (await asyncio.to_thread(files.local, data_dir, inner)).is_dir():  # fetched here to be hashed
         raise SubjectError("That checkpoint holds no usable adapter any more. Keep the final version instead.")
     final = next((a for a in reversed(adapters) if a.job_id == checkpoint.job_id), None)
     meta = {**(final.meta if final else {}), "steps": checkpoint.meta.get("step"), "from_checkpoint": checkpoint.id}
@@ -71,7 +72,7 @@ async def discard_trained(db: aiosqlite.Connection, *, subject_id: int, user_id:
         rows = await fetch_all(db, "DELETE FROM artifacts WHERE subject_id = ? AND kind IN "
                                    "('adapter', 'adapter_kohya', 'checkpoint') RETURNING path", (subject.id,))
         await _audit(db, "subject.discarded", user_id, subject)
-    remove_files(data_dir, [r["path"] for r in rows])
+    await asyncio.to_thread(remove_files, data_dir, [r["path"] for r in rows])
     return await subjects.get(db, subject_id)
 
 

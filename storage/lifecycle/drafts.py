@@ -137,7 +137,7 @@ async def discard_draft(db: aiosqlite.Connection, *, subject_id: int, data_dir: 
         photo_rows = await fetch_all(db, "SELECT path FROM photos WHERE subject_id = ?", (subject_id,))
         await db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))  # photos and request cascade
         gone = await _unused_blobs(db, [r["path"] for r in photo_rows])
-    remove_files(data_dir, gone | {f"subjects/{subject_id}"})
+    await asyncio.to_thread(remove_files, data_dir, gone | {f"subjects/{subject_id}"})
     return len(photo_rows)
 
 
@@ -228,7 +228,7 @@ async def review(db: aiosqlite.Connection, *, subject_id: int, guild_id: int, mo
         else:
             await _audit(db, "subject.approved", moderator_id, subject)
             return await _enqueue_training(db, subject, queue=queue)
-    remove_files(data_dir, paths)
+    await asyncio.to_thread(remove_files, data_dir, paths)
     return Queued(subject=await subjects.get(db, subject.id), job=None, position=None)
 
 

@@ -16,6 +16,7 @@ import aiosqlite
 
 from storage import audit, files, jobs, outbox, usage
 from storage.db import fetch_all, fetch_one, now
+from storage.errors import BlobStoreError
 from storage.subjects import Subject
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,13 @@ async def _set_adapter(db: aiosqlite.Connection, subject_id: int, artifact_id: i
 
 
 def remove_files(data_dir: Path, paths: Iterable[str]) -> int:
-    """Delete recorded files and folders after a commit; returns how many existed. Never raises."""
+    """Delete recorded files and folders after a commit, here and in the object store; returns how many existed.
+    Never raises. Blocking (the store is a network service): a coroutine runs it with asyncio.to_thread."""
     removed = 0
     for rel in sorted(set(paths)):
         try:
             removed += files.remove(Path(data_dir), rel)
-        except (OSError, ValueError):
+        except (OSError, ValueError, BlobStoreError):
             log.exception("could not delete a file; the sweep will retry")
     return removed
 

@@ -76,3 +76,22 @@ def test_copy_needs_a_postgresql_url(data_dir, capsys):
     asyncio.run(_install(data_dir))
     assert main(["db", "copy", "--to", "/tmp/other.sqlite3"]) == 1
     assert "is not a PostgreSQL URL" in capsys.readouterr().err
+
+
+def test_db_migrate_on_postgresql_applies_then_says_up_to_date(pg_url, data_dir, monkeypatch, capsys):
+    """`dreambot db migrate` with storage.database_url set migrates the server's database, once."""
+    monkeypatch.setenv("DREAMBOT_STORAGE_DATABASE_URL", pg_url)
+    assert main(["db", "migrate"]) == 0
+    assert "applied: 0001_init" in capsys.readouterr().out
+    assert main(["db", "migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert not (data_dir / "dreambot.sqlite3").exists()
+
+
+def test_an_unreachable_server_is_a_clear_message(data_dir, monkeypatch, capsys):
+    """A database_url nobody answers at stops the command with what to check, never the password."""
+    monkeypatch.setenv("DREAMBOT_STORAGE_DATABASE_URL", "postgresql://dreambot:hunter2@127.0.0.1:1/dreambot")
+    assert main(["db", "migrate"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to PostgreSQL at postgresql://dreambot:***@127.0.0.1:1/dreambot" in err
+    assert "hunter2" not in err and "Traceback" not in err

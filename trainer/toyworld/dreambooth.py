@@ -83,7 +83,7 @@ def toy_config(base, spec: RunSpec, data_dir: Path):
         checkpoint_every=spec.checkpoint_every or base.trainer.checkpoint_every)
     if spec.settings:
         trainer = dataclasses.replace(trainer, **checked_settings(spec.settings))
-    storage = dataclasses.replace(base.storage, data_dir=data_dir, db_path="")
+    storage = dataclasses.replace(base.storage, data_dir=data_dir, db_path="", database_url="", blob_url="")
     return dataclasses.replace(base, trainer=trainer, storage=storage)
 
 
