@@ -11,7 +11,7 @@ import aiosqlite
 import discord
 from discord.ext import commands
 
-from bot import endpoints, render, views
+from bot import api_errors, endpoints, render, views
 from bot.consent_view import ConsentView
 from bot.delivery import Deliverer
 from bot.error_handler import on_tree_error
@@ -42,6 +42,7 @@ class DreamBot(commands.Bot):
         # discord.py's DEBUG records carry whole gateway payloads and request URLs: interaction
         # tokens, webhook tokens and signed attachment URLs. They never reach our logs, even with -v.
         logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger("discord").getEffectiveLevel()))
+        api_errors.count()  # every failed Discord request shows in dreambot_discord_api_errors_total
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(),
                          help_command=None, allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.db = db
@@ -115,3 +116,19 @@ class DreamBot(commands.Bot):
                                allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException:
             log.exception("could not post %s to the audit channel %s", action, channel_id)
+
+
+class ShardedDreamBot(DreamBot, commands.AutoShardedBot):
+    """DreamBot over several gateway connections (bot.shards): discord.py routes each guild's events to shard
+    (guild_id >> 22) % shard_count; everything else is the same bot."""
+
+
+def bot_class(shards: str) -> type[DreamBot]:
+    """bot.shards: empty, one connection; "auto" or a number, AutoShardedBot."""
+    return ShardedDreamBot if shards.strip() else DreamBot
+
+
+def shard_options(shards: str) -> dict[str, int]:
+    """A number sets shard_count; "auto" asks Discord (GET /gateway/bot) for its recommendation."""
+    text = shards.strip().lower()
+    return {"shard_count": int(text)} if text.isdigit() else {}

@@ -1,4 +1,5 @@
-"""`dreambot run` (the bot and a worker, for a real server) and `dreambot demo` (offline, emulated).
+"""`dreambot run` (the bot and a worker, for a real server), `dreambot bot` (the bot alone, its workers
+elsewhere) and `dreambot demo` (offline, emulated).
 
 Takes only cfg.bot and cfg.storage; the worker is a separate process (`dreambot worker`) that reads
 its own [trainer] settings, supervised by `run`: restarted with a growing delay when it exits
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from storage import licenses, model_families
+from storage import blobs, licenses, metrics, model_families
 from storage.config import EXIT_CONFIG, BotSettings, Config, StorageConfig, discord_token
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,12 @@ BOT_SECRETS = ("DISCORD_TOKEN",)  # the bot's alone; a worker needs only the dat
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the Discord bot and a worker (the token comes from DISCORD_TOKEN)")
     p.add_argument("--no-worker", action="store_true", help="run the bot alone (workers run elsewhere)")
+    metrics.add_flags(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("bot", help="run the Discord bot alone, for workers on other machines (`dreambot worker`); "
+                                   "the token comes from DISCORD_TOKEN")
+    metrics.add_flags(p)
+    p.set_defaults(func=cmd_run, no_worker=True)
     p = sub.add_parser("demo", help="offline demo: emulated Discord, the bot, a worker on the toy-world model")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for transcript, grids, images")
     p.add_argument("--random-model", action="store_true",
@@ -49,10 +55,15 @@ def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
     if not args.no_worker and (reason := model_families.missing(cfg.trainer.base_model)):
         print(f"dreambot run: {reason}", file=sys.stderr)  # the worker beside the bot could train nothing
         return EXIT_CONFIG
+    port = getattr(args, "metrics_port", None)
+    if port is not None:
+        port = metrics.serve(port, args.metrics_host)
     if not args.no_worker:
-        supervisor = WorkerSupervisor(worker_command(getattr(args, "config", None))).start()
+        flags = worker_metrics_flags(port, getattr(args, "metrics_host", "127.0.0.1"))
+        supervisor = WorkerSupervisor(worker_command(getattr(args, "config", None), flags)).start()
     try:
-        asyncio.run(run_bot(cfg.bot, cfg.storage, token, presets=tuple(cfg.trainer.presets),
+        asyncio.run(run_bot(cfg.bot, cfg.storage, token, metrics_watch=port is not None,
+                            presets=tuple(cfg.trainer.presets),
                             safety_checker_off=cfg.trainer.safety_checker == "off",
                             model_license=model_license(cfg.trainer.base_model, cfg.trainer.model_license),
                             model_refusal=model_refusal(cfg.trainer.base_model)))
@@ -92,13 +103,22 @@ def model_refusal(base_model: str) -> model_families.UnsupportedModel | None:
 
 
 async def run_bot(settings: BotSettings, storage: StorageConfig, token: str, *, stop: asyncio.Event | None = None,
-                  **bot_options) -> None:
-    """Open the database, hand it to the bot, run until closed (or `stop` is set)."""
-    from bot.bot import DreamBot
+                  metrics_watch: bool = False, **bot_options) -> None:
+    """Open the database, hand it to the bot, run until closed (or `stop` is set). `metrics_watch` keeps the
+    queue-depth and outbox-age gauges read from the database while it runs. bot.shards picks one gateway
+    connection or discord.py's AutoShardedBot."""
+    from bot.bot import bot_class, shard_options
     from storage import db as database
 
-    async with database.connect(storage.database, busy_timeout_ms=storage.busy_timeout_ms) as db:
-        bot = DreamBot(db=db, settings=settings, storage=storage, **bot_options)
+    # With storage.blob_url the bot reads images and exports from the object store: refuse to start without it.
+    await asyncio.to_thread(blobs.attach(storage).check)
+    async with contextlib.AsyncExitStack() as stack:
+        db = await stack.enter_async_context(
+            database.connect(storage.database, busy_timeout_ms=storage.busy_timeout_ms))
+        if metrics_watch:
+            await stack.enter_async_context(metrics.watching(storage.database, busy_timeout_ms=storage.busy_timeout_ms))
+        bot = bot_class(settings.shards)(db=db, settings=settings, storage=storage,
+                                         **shard_options(settings.shards), **bot_options)
         async with bot:
             runner = asyncio.create_task(bot.start(token))
             waits = {runner} | ({asyncio.create_task(stop.wait())} if stop is not None else set())
@@ -112,12 +132,19 @@ async def run_bot(settings: BotSettings, storage: StorageConfig, token: str, *, 
             await asyncio.gather(*waits, return_exceptions=True)
 
 
-def worker_command(config_path: str | None = None) -> list[str]:
+def worker_command(config_path: str | None = None, flags: Sequence[str] = ()) -> list[str]:
     """`dreambot worker`, run with this interpreter (works inside a venv without PATH)."""
     cmd = [sys.executable, "-m", "cli.main"]
     if config_path:
         cmd += ["--config", str(config_path)]
-    return [*cmd, "worker"]
+    return [*cmd, "worker", *flags]
+
+
+def worker_metrics_flags(bot_port: int | None, host: str) -> list[str]:
+    """The worker beside the bot serves its metrics on the port after the bot's, on the same host."""
+    if bot_port is None:
+        return []
+    return ["--metrics-port", str(bot_port + 1 if bot_port < 65535 else 0), "--metrics-host", host]
 
 
 def worker_process_env(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import posting, render, views
-from storage import artifacts, deliveries, files, guilds, jobs, outbox, subjects, usage
+from storage import artifacts, deliveries, files, guilds, jobs, metrics, outbox, subjects, usage
 from storage.db import now
 from storage.errors import JobNotFound
 from storage.outbox import Event
@@ -106,6 +106,7 @@ class Deliverer:
 
     async def _failed(self, event: Event, exc: Exception) -> None:
         """Count the try; the event comes back after its backoff, parked ones at the slowest cadence."""
+        metrics.OUTBOX_FAILURES.labels(kind=event.kind).inc()
         after = await outbox.mark_attempt_failed(self.bot.db, event.id, repr(exc),
                                                  cfg=self.bot.storage.outbox)
         if after is None:
@@ -304,7 +305,8 @@ class Deliverer:
                 held += 1
                 continue
             ids.append(artifact_id)
-            blobs.append(await asyncio.to_thread(files.resolve(self.bot.storage.data_dir, art.path).read_bytes))
+            local = await asyncio.to_thread(files.local, self.bot.storage.data_dir, art.path)
+            blobs.append(await asyncio.to_thread(local.read_bytes))
             spoilers.append(flagged)
         await usage.record_withheld(self.bot.db, event_id=event.id, job_id=event.job_id, count=held)
         return Screened(ids=ids, blobs=blobs, spoilers=spoilers, held=held)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
+from storage import blobs, logs
 from storage.config import ConfigError, load
 from storage.errors import DreambotError
 
@@ -32,10 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load(args.config)
+        logs.configure(cfg.logging.format, verbose=args.verbose)  # [logging] format: text or json, redacted
+        blobs.attach(cfg.storage)  # storage.blob_url: every command's files go through the object store
         return int(args.func(args, cfg) or 0)
     except ConfigError as exc:
         print(f"dreambot: configuration error: {exc}", file=sys.stderr)

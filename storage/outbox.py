@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
+from storage import logs
 from storage.config import OutboxConfig
 from storage.db import fetch_all, fetch_one, now, transaction
 from storage.errors import DreambotError
@@ -28,9 +28,6 @@ from storage.errors import DreambotError
 KINDS = ("progress", "grid", "train_done", "images", "failed", "cancelled", "notice")
 
 # An error's text may quote a request URL; an interaction's webhook token in it is a credential.
-_TOKEN_IN_URL = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?'\"]+")
-
-
 @dataclass(frozen=True)
 class Event:
     id: int
@@ -169,4 +166,4 @@ async def retry(db: aiosqlite.Connection, *, event_id: int | None = None, at: fl
 
 def redact(error: str) -> str:
     """The error text without interaction tokens, so it can be stored and shown."""
-    return _TOKEN_IN_URL.sub(r"\1<token>", error)
+    return logs.redact(error)

@@ -21,14 +21,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import psycopg
 from psycopg.adapt import Dumper, Loader
 
-from storage import dialect
+from storage import dialect, logs
 from storage.errors import DatabaseUnreachable
 
 log = logging.getLogger(__name__)
@@ -267,7 +266,7 @@ async def _connect(url: str) -> psycopg.AsyncConnection:
 
 def redact(url: str) -> str:
     """The URL with any password taken out, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    return logs.redact(url)
 
 
 def _first_line(exc: Exception) -> str:

@@ -18,6 +18,8 @@ import signal
 import sys
 from pathlib import Path
 
+from storage import metrics
+
 log = logging.getLogger(__name__)
 
 LOCAL_USER_ID = 0  # the owner of subjects made from the command line (Discord ids are never 0)
@@ -26,6 +28,7 @@ LOCAL_USER_ID = 0  # the owner of subjects made from the command line (Discord i
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("worker", help="run a GPU worker: claim and run training and generation jobs")
     p.add_argument("--kinds", default="train,generate", help="job kinds to take, comma-separated")
+    metrics.add_flags(p)
     p.set_defaults(func=cmd_worker)
 
     p = subparsers.add_parser("train", help="train a subject on photos, locally, through the job queue")
@@ -87,12 +90,23 @@ def cmd_worker(args, cfg) -> int:
     from trainer.worker import Worker
 
     worker = Worker(cfg.trainer, cfg.storage, kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()))
+    port = getattr(args, "metrics_port", None)
+    if port is not None:
+        metrics.serve(port, args.metrics_host)
     try:
-        asyncio.run(_run_with_signals(worker, worker.run()))
+        asyncio.run(_run_with_signals(worker, _with_metrics(cfg.storage, worker.run(), watch=port is not None)))
     except CannotStart as exc:
         print(f"dreambot worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
+
+
+async def _with_metrics(storage, coro, *, watch: bool):
+    """`coro`, with the database gauges (queue depth, outbox age) kept fresh beside it when `watch`."""
+    if not watch:
+        return await coro
+    async with metrics.watching(storage.database, busy_timeout_ms=storage.busy_timeout_ms):
+        return await coro
 
 
 async def _run_with_signals(worker, coro):
@@ -163,15 +177,15 @@ async def _train(args, cfg) -> int:
 
 async def _export_training(db, job, data_dir: Path, out: Path) -> None:
     from storage import artifacts
-    from storage.files import resolve
+    from storage.files import local
 
     out.mkdir(parents=True, exist_ok=True)
     adapter = await artifacts.get(db, job.result["adapter_artifact_id"])
     kohya = await artifacts.get(db, job.result["kohya_artifact_id"])
-    shutil.copytree(resolve(data_dir, adapter.path), out / "adapter", dirs_exist_ok=True)
-    shutil.copy2(resolve(data_dir, kohya.path), out / "kohya_lora.safetensors")
+    shutil.copytree(local(data_dir, adapter.path), out / "adapter", dirs_exist_ok=True)
+    shutil.copy2(local(data_dir, kohya.path), out / "kohya_lora.safetensors")
     for grid in await artifacts.for_job(db, job.id, "grid"):
-        src = resolve(data_dir, grid.path)
+        src = local(data_dir, grid.path)
         shutil.copy2(src, out / f"grid-{src.name}")
     print(f"wrote {out}/adapter (diffusers), {out}/kohya_lora.safetensors (AUTOMATIC1111/ComfyUI) and the grids")
 
@@ -235,7 +249,7 @@ def substitute(prompt: str, subject) -> str:
 async def _imagine_subject(args, cfg) -> int:
     from storage import artifacts, jobs, lifecycle, subjects
     from storage import db as storage_db
-    from storage.files import resolve
+    from storage.files import local
 
     st = cfg.storage
     async with storage_db.connect(st.database, busy_timeout_ms=st.busy_timeout_ms) as db:
@@ -259,7 +273,7 @@ async def _imagine_subject(args, cfg) -> int:
         grid = job.result.get("grid_artifact_id")  # None when the safety checker withheld every image
         for art_id in [*job.result["image_artifact_ids"], *([grid] if grid is not None else [])]:
             art = await artifacts.get(db, art_id)
-            shutil.copy2(resolve(Path(st.data_dir), art.path), args.out / Path(art.path).name)
+            shutil.copy2(local(Path(st.data_dir), art.path), args.out / Path(art.path).name)
     print(f"prompt: {prompt}\nseeds: {job.result['seeds']}\nwrote {args.out}")
     if job.result.get("withheld"):
         print(f"{job.result['withheld']} image(s) withheld: the safety checker flagged them")

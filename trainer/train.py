@@ -63,6 +63,7 @@ class Progress:
     seconds_per_step: float
     eta_seconds: float
     message: str = ""
+    window_steps: int = 1  # steps since the last report, each about seconds_per_step long
 
 
 class Callbacks:
@@ -323,7 +324,7 @@ def _loop(pipe, runtime: Runtime, cfg: TrainConfig, run: _Run, *, out_dir: Path,
             total, inst, prior = (sums / since).tolist()
             per_step = (time.perf_counter() - window_start) / since
             callbacks.on_progress(Progress(done, cfg.steps, total, inst, prior, lr, per_step,
-                                           per_step * (cfg.steps - done)))
+                                           per_step * (cfg.steps - done), window_steps=since))
             sums.zero_()
             since, window_start = 0, time.perf_counter()
 

@@ -31,18 +31,16 @@ import dataclasses
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import artifacts, guilds, jobs, lifecycle, subjects
+from storage import artifacts, blobs, files, guilds, jobs, lifecycle, logs, metrics, subjects
 from storage import db as storage_db
 from storage.config import StorageConfig, TrainerSettings
-from storage.errors import DreambotError, LeaseLost, StopRequested
-from storage.files import resolve
+from storage.errors import BlobStoreError, DreambotError, LeaseLost, StopRequested
 from storage.provenance import Marks, sha256_file
 from trainer.errors import CannotStart, InputError, OutOfMemory, TrainerError
 
@@ -56,17 +54,18 @@ Listener = Callable[[str, dict], None]  # (event kind, payload): every event and
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Input errors and storage's domain errors (deleted or revoked subject, ...) fail for good."""
+    """Input errors and storage's domain errors (deleted or revoked subject, ...) fail for good; an object store
+    that could not be reached is retried."""
     if isinstance(exc, InputError | OutOfMemory):
         return False
-    if isinstance(exc, TrainerError):
+    if isinstance(exc, TrainerError | BlobStoreError):
         return True
     return not isinstance(exc, DreambotError)
 
 
 def short_reason(exc: BaseException) -> str:
     """What the job row and the user see: a domain error's own message, otherwise no internals."""
-    if isinstance(exc, DreambotError):
+    if isinstance(exc, DreambotError) and not isinstance(exc, BlobStoreError):  # that one names the operator's store
         return str(exc)
     return f"internal error ({type(exc).__name__}); it has been logged and the job will be retried if it can be."
 
@@ -77,6 +76,9 @@ class _Flags:
     cancel: threading.Event = field(default_factory=threading.Event)
     shutdown: threading.Event = field(default_factory=threading.Event)
     lease_lost: threading.Event = field(default_factory=threading.Event)
+    outcome: str = "succeeded"  # how the run ended, for dreambot_job_duration_seconds: set where it is decided
+    cached: set[str] = field(default_factory=set)  # recorded paths the job read or wrote here; with an object
+    # store they are dropped from this host's cache after the job (the store keeps them)
 
     def any(self) -> bool:
         return self.cancel.is_set() or self.shutdown.is_set() or self.lease_lost.is_set()
@@ -88,6 +90,7 @@ class Worker:
         self.settings = trainer
         self.storage = storage
         self.data_dir = Path(storage.data_dir)
+        self.blobs = blobs.attach(storage)  # with storage.blob_url, data_dir is only this host's cache
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.kinds = kinds
         self.listener = listener
@@ -122,7 +125,7 @@ class Worker:
                     await self._call(lifecycle.reap, data_dir=self.data_dir)
                     job = await self._call(jobs.claim, worker_id=self.worker_id,
                                            lease_seconds=self.storage.queue.lease_seconds, kinds=self.kinds)
-                except sqlite3.OperationalError as exc:  # "database is locked": wait it out, never die
+                except storage_db.OperationalError as exc:  # locked, or the server away: wait it out, never die
                     log.warning("database busy (%s); trying again in %.1f s", exc, busy)
                     await self._sleep(busy)
                     busy = min(busy * 2, BUSY_BACKOFF_SECONDS[1])
@@ -131,9 +134,10 @@ class Worker:
                 if job is None:
                     if idle_exit:
                         return
-                    await self._sleep(self.settings.poll_seconds)
+                    await self._idle()
                     continue
-                await self._run_job(job)
+                with logs.context(job_id=job.id, subject_id=job.subject_id, worker=self.worker_id):
+                    await self._run_job(job)
 
     async def _check_start(self) -> None:
         """Once, before the first claim: the base model must be on this machine (CannotStart names `dreambot
@@ -147,6 +151,10 @@ class Worker:
             return
         if reason := model_families.missing(self.settings.base_model):  # nothing could be trained or generated
             raise CannotStart(reason)
+        try:
+            await asyncio.to_thread(self.blobs.check)
+        except BlobStoreError as exc:
+            raise CannotStart(str(exc)) from exc
         self._runtime = self._runtime or models.pick_runtime(self.settings.device, self.settings.mixed_precision)
         self._safety = await asyncio.to_thread(safety.load, self.settings.safety_checker, self.settings.base_model,
                                                self._runtime)
@@ -174,6 +182,17 @@ class Worker:
         self._shutdown.set()
         if self._current is not None:
             self._current.shutdown.set()
+
+    async def _idle(self) -> None:
+        """Nothing to claim: wait until a job is queued (PostgreSQL wakes every idle worker at once),
+        shutdown is asked for, or poll_seconds pass (SQLite workers poll; a retry's backoff ends unannounced)."""
+        waits = [asyncio.ensure_future(self._shutdown.wait()),
+                 asyncio.ensure_future(storage_db.wait_for_jobs(self.db, self.settings.poll_seconds))]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -235,6 +254,22 @@ class Worker:
             watch.cancel()
             self._current = None
             await self._free_memory()
+            await self._evict(flags.cached)
+            metrics.JOB_SECONDS.labels(kind=job.kind, outcome=flags.outcome).observe(time.monotonic() - started)
+            observe_gpu_memory(getattr(self._runtime, "device", "cpu"), reset_peak=True)
+
+    def _outcome(self, outcome: str) -> None:
+        if self._current is not None:
+            self._current.outcome = outcome
+
+    async def _evict(self, paths: set[str]) -> None:
+        """With an object store, drop the job's photos, checkpoints and outputs from this host's scratch cache: a
+        later /forget or revoke then leaves no copy here. Class images (shared, no one's photos) stay."""
+        for rel in sorted(paths):
+            try:
+                await asyncio.to_thread(files.evict, self.data_dir, rel)
+            except (OSError, ValueError):
+                log.exception("could not drop %s from the local cache", rel)
 
     async def _fail(self, job, exc: BaseException, started: float) -> None:
         reason = short_reason(exc)
@@ -245,6 +280,7 @@ class Worker:
         except LeaseLost:
             await self._lost(job)
             return
+        self._outcome("failed" if after.state in ("failed", "dead") else "retried")
         self._tell("failed" if after.state in ("failed", "dead") else "retry",
                    {"job_id": job.id, "error": reason, "run_after": after.run_after})
 
@@ -256,12 +292,14 @@ class Worker:
             if not flags.cancel.is_set():
                 try:
                     await self._call(lifecycle.release_job, job_id=job.id, lease_token=job.lease_token)
+                    self._outcome("released")
                     log.info("job %d released for another worker (shutdown)", job.id)
                     return
                 except StopRequested:  # cancelled while it was stopping
                     pass
             await self._call(lifecycle.job_stopped, job_id=job.id, lease_token=job.lease_token,
                              data_dir=self.data_dir, gpu_seconds=time.monotonic() - started)
+            self._outcome("cancelled")
             self._tell("cancelled", {"job_id": job.id})
             log.info("job %d cancelled; what it made is deleted", job.id)
         except LeaseLost:
@@ -269,6 +307,7 @@ class Worker:
 
     async def _lost(self, job) -> None:
         """The job is no longer ours. If its row is gone (its user was forgotten), delete what we made."""
+        self._outcome("lost")
         try:
             gone = not await self._call(lifecycle.job_exists, job.id)
         except Exception:
@@ -357,9 +396,14 @@ class Worker:
             class_dir, class_seconds = await self._class_images(job, cfg, pipe, callbacks)
         out_dir = self.data_dir / "jobs" / str(job.id)
         subject_dir = self.data_dir / "subjects" / str(subject.id)
+        flags.cached |= {p.path for p in photos} | {f"jobs/{job.id}", f"subjects/{subject.id}/job-{job.id}-adapter",
+                                                    f"subjects/{subject.id}/job-{job.id}-kohya.safetensors"}
+        instance_paths = await asyncio.to_thread(lambda: [files.local(self.data_dir, p.path) for p in photos])
+        for checkpoint in await self._call(artifacts.for_job, job.id, "checkpoint"):  # an earlier attempt's, maybe
+            await asyncio.to_thread(files.local, self.data_dir, checkpoint.path)  # elsewhere: train.train resumes
         result = await asyncio.to_thread(
             train.train, pipe, self._runtime, cfg,
-            instance_paths=[resolve(self.data_dir, p.path) for p in photos], class_dir=class_dir,
+            instance_paths=instance_paths, class_dir=class_dir,
             out_dir=out_dir, export_dir=subject_dir / f"job-{job.id}-adapter",
             kohya_path=subject_dir / f"job-{job.id}-kohya.safetensors",
             metadata={"photo_sha256": [p.sha256 for p in photos], "subject_id": subject.id, "job_id": job.id,
@@ -373,6 +417,8 @@ class Worker:
             return
 
         rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
+        for written in (result.adapter_dir, result.kohya_path):
+            await asyncio.to_thread(files.publish, self.data_dir, rel(written))
         meta = {"steps": result.step, "preset": cfg.preset, "rank": cfg.rank, "base_model": cfg.base_model}
         summary = {"steps": result.step, "seconds": round(result.seconds, 1), "resumed_from": result.resumed_from,
                    "config": result.config.to_json(),
@@ -412,10 +458,11 @@ class Worker:
                                    resolution=cfg.resolution, steps=cfg.sample_steps, guidance=cfg.guidance_scale,
                                    count=cfg.class_images, sampler=type(pipe.scheduler).__name__)
         cached = await self._call(artifacts.find_cached, key)
-        if cached is not None and resolve(self.data_dir, cached.path).is_dir():
+        here = None if cached is None else await asyncio.to_thread(files.local, self.data_dir, cached.path)
+        if here is not None and here.is_dir():
             log.info("job %d: reusing class images %s", job.id, key)
             await asyncio.to_thread(callbacks.on_message, f"Reusing {cfg.class_images} cached class images.")
-            return resolve(self.data_dir, cached.path), 0.0
+            return here, 0.0
         if cached is not None:  # recorded but deleted from disk: forget it and make it again
             await self._call(artifacts.delete, artifact_id=cached.id, data_dir=self.data_dir)
         folder = self.data_dir / "class_images" / key
@@ -430,6 +477,7 @@ class Worker:
         making = time.perf_counter()
         done = await asyncio.to_thread(make)  # InterruptedError when told to stop
         seconds = time.perf_counter() - making
+        await asyncio.to_thread(files.publish, self.data_dir, f"class_images/{key}")
         try:
             await self._call(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
                              kind="class_images", path=f"class_images/{key}", cache_key=key, data_dir=self.data_dir,
@@ -487,7 +535,8 @@ class Worker:
             art = await self._call(artifacts.get, subject.adapter_artifact_id)
             if art is None:
                 raise InputError(f"Subject {subject.name!r} has no adapter any more: train it again.")
-            adapters.append((f"adapter_{art.id}", resolve(self.data_dir, art.path)))
+            flags.cached.add(art.path)
+            adapters.append((f"adapter_{art.id}", await asyncio.to_thread(files.local, self.data_dir, art.path)))
             bases.add(art.meta.get("base_model") or self.settings.base_model)
         if len(bases) > 1:
             raise InputError("These subjects were trained on different base models and cannot share a prompt.")
@@ -507,6 +556,7 @@ class Worker:
                      len(made.images))
         images, seeds = [made.images[i] for i in screened.keep], [made.seeds[i] for i in screened.keep]
         out = self.data_dir / "jobs" / str(job.id)
+        flags.cached.add(f"jobs/{job.id}")
         rel = lambda p: p.relative_to(self.data_dir).as_posix()  # noqa: E731
         paths = []
         # Each file says it is AI-made: base model, the adapters' hashes and (per image) the seed that remakes it.
@@ -519,6 +569,8 @@ class Worker:
         if images:  # nothing is left to show when every image was withheld
             grid_path = rel(await asyncio.to_thread(save_grid, images, cols=min(len(images), 4),
                                                     path=out / "grid.png", marks=marks))
+        for written in paths + ([grid_path] if grid_path else []):
+            await asyncio.to_thread(files.publish, self.data_dir, written)
         await self._call(lifecycle.finish_generation, job_id=job.id, lease_token=job.lease_token, image_paths=paths,
                          grid_path=grid_path, seeds=seeds, prompt=made.prompt, data_dir=self.data_dir,
                          gpu_seconds=time.monotonic() - started, flagged=screened.flagged,
@@ -537,6 +589,19 @@ def _timings(claimed: float, result, *, class_seconds: float) -> dict[str, float
             "total": round(now - claimed, 3)}
 
 
+def observe_gpu_memory(device: str, *, reset_peak: bool = False) -> None:
+    """dreambot_gpu_memory_bytes on a CUDA worker (then, with reset_peak, the peak starts again for the next
+    job); on the CPU nothing is set, so the series stays absent."""
+    if device != "cuda":
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        metrics.gpu_memory(allocated=torch.cuda.memory_allocated(), peak=torch.cuda.max_memory_allocated())
+        if reset_peak:
+            torch.cuda.reset_peak_memory_stats()
+
+
 class _JobCallbacks:
     """train.Callbacks for one job: progress, checkpoints and grids go to storage via the worker's loop."""
 
@@ -551,6 +616,8 @@ class _JobCallbacks:
         self._progress(0, 0, text, None, None, force=True)
 
     def on_progress(self, progress) -> None:
+        metrics.observe_steps(progress.seconds_per_step, progress.window_steps)
+        observe_gpu_memory(getattr(self.worker._runtime, "device", "cpu"))
         self._progress(progress.step, progress.total, progress.message or "",  # the bar already says the step
                        progress.eta_seconds, progress.loss, force=progress.step == progress.total)
 
@@ -574,10 +641,15 @@ class _JobCallbacks:
         its grid. A refused write (the job was stopped) deletes what was just written and stops the run."""
         w, job = self.worker, self.job
         rel = lambda p: p.relative_to(w.data_dir).as_posix()  # noqa: E731
+        # Uploaded before it is recorded, so a worker on another host can resume from any recorded checkpoint.
+        for written in (checkpoint.path, checkpoint.grid):
+            if written is not None:
+                files.publish(w.data_dir, rel(written))
         try:
             w._call_from_thread(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,
                                 kind="checkpoint", path=rel(checkpoint.path), data_dir=w.data_dir,
                                 meta={"step": checkpoint.step}, replaces=[rel(p) for p in checkpoint.removed])
+            lifecycle.remove_files(w.data_dir, [rel(p) for p in checkpoint.removed])  # the store's copies too
             if checkpoint.grid is None:
                 return
             grid = w._call_from_thread(lifecycle.record_artifact, job_id=job.id, lease_token=job.lease_token,

@@ -1,4 +1,8 @@
-"""The gateway websocket: HELLO, IDENTIFY/READY/GUILD_CREATE, heartbeats, RESUME, dispatch.
+"""The gateway websocket: HELLO, IDENTIFY/READY/GUILD_CREATE, heartbeats, RESUME, dispatch, sharding.
+
+A session that IDENTIFYs with ``shard: [shard_id, shard_count]`` gets only its guilds, as Discord
+does: a guild's events go to shard ``(guild_id >> 22) % shard_count``, direct messages to shard 0.
+``GET /gateway/bot`` recommends ``recommended_shards`` (1 unless a test sets more).
 
 discord.py connects to ``<gateway_url>?v=10&encoding=json&compress=zlib-stream``.
 With ``zlib-stream`` every payload goes out through one zlib stream per connection,
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT = 0, 1, 2, 6, 7
 REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 8, 9, 10, 11
+INVALID_SHARD = 4010
 GUILDS, GUILD_MEMBERS, GUILD_PRESENCES, GUILD_MESSAGES, DIRECT_MESSAGES, MESSAGE_CONTENT = (
     1 << 0,
     1 << 1,
@@ -50,6 +55,18 @@ class Session:
     valid: bool = True
     sent: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=BUFFERED_EVENTS))
     connection: Connection | None = None
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether this session's shard gets the events of `guild_id` (None: a DM, shard 0's)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else shard_for(guild_id, count))
+
+
+def shard_for(guild_id: int, shard_count: int) -> int:
+    """Discord's rule: the shard that receives a guild's events."""
+    return (guild_id >> 22) % shard_count
 
 
 class Connection:
@@ -97,15 +114,17 @@ class GatewayHub:
         self.connections: set[Connection] = set()
         self.identify_count = 0
         self.resume_count = 0
+        self.recommended_shards = 1  # what GET /gateway/bot recommends ("auto" sharding uses it)
 
     @property
     def live_sessions(self) -> list[Session]:
         return [s for s in self.sessions.values() if s.valid and s.connection is not None]
 
     def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to every live session whose intents cover it."""
+        """Send a DISPATCH to every live session whose intents cover it, on the shard its guild belongs to."""
+        guild_id = _guild_of(event, data)
         for session in self.sessions.values():
-            if session.valid and _wants(session.intents, event, data):
+            if session.valid and _wants(session.intents, event, data) and session.serves(guild_id):
                 self._send_event(session, event, data)
 
     async def wait_connected(self, timeout: float) -> None:
@@ -184,14 +203,17 @@ class GatewayHub:
             )
             await connection.close(4014, "Disallowed intent(s).")
             return
-        session = Session(
-            id=secrets.token_hex(16), intents=intents, shard=data.get("shard"), compress=connection.compress
-        )
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            state.transcript.add(f"[gateway] IDENTIFY with shard {shard!r}: closed with {INVALID_SHARD}")
+            await connection.close(INVALID_SHARD, "Invalid shard.")
+            return
+        session = Session(id=secrets.token_hex(16), intents=intents, shard=shard, compress=connection.compress)
         session.connection = connection
         connection.session = session
         self.sessions[session.id] = session
         self.identify_count += 1
-        guilds = [g for g in state.guilds.values() if state.bot_user.id in g.members]
+        guilds = [g for g in state.guilds.values() if state.bot_user.id in g.members and session.serves(g.id)]
         ready = {
             "v": 10,
             "user": payloads.user(state.bot_user),
@@ -213,7 +235,8 @@ class GatewayHub:
         if intents & GUILDS:
             for g in guilds:
                 self._send_event(session, "GUILD_CREATE", payloads.guild_create(g, state))
-        state.transcript.add(f"[gateway] {state.bot_user.username} identified (session {session.id[:8]})")
+        on_shard = f", shard {shard[0]} of {shard[1]}" if shard is not None else ""
+        state.transcript.add(f"[gateway] {state.bot_user.username} identified (session {session.id[:8]}{on_shard})")
         state.changed()
 
     async def _resume(self, connection: Connection, data: dict[str, Any]) -> None:
@@ -260,6 +283,17 @@ class GatewayHub:
     async def close(self) -> None:
         for connection in list(self.connections):
             await connection.close(1001, "emulator stopping")
+
+
+def _valid_shard(shard: object) -> bool:
+    return (isinstance(shard, list) and len(shard) == 2 and all(isinstance(n, int) for n in shard)
+            and 0 <= shard[0] < shard[1])
+
+
+def _guild_of(event: str, data: dict[str, Any]) -> int | None:
+    """The guild an event belongs to (a GUILD_CREATE's own id), or None for a DM or a global event."""
+    raw = data.get("id") if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE") else data.get("guild_id")
+    return int(raw) if raw is not None else None
 
 
 def _wants(intents: int, event: str, data: dict[str, Any]) -> bool:

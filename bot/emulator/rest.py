@@ -52,7 +52,8 @@ class RestRoutes:
 
     async def gateway_bot(self, request: web.Request) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return payloads.respond({"url": self._hub.url, "shards": 1, "session_start_limit": limit})
+        return payloads.respond({"url": self._hub.url, "shards": self._hub.recommended_shards,
+                                 "session_start_limit": limit})
 
     async def me(self, request: web.Request) -> web.Response:
         data = payloads.user(self._state.bot_user) | {"verified": True, "mfa_enabled": False, "flags": 0}

@@ -93,5 +93,5 @@ def test_an_unreachable_server_is_a_clear_message(data_dir, monkeypatch, capsys)
     monkeypatch.setenv("DREAMBOT_STORAGE_DATABASE_URL", "postgresql://dreambot:hunter2@127.0.0.1:1/dreambot")
     assert main(["db", "migrate"]) == 1
     err = capsys.readouterr().err
-    assert "cannot connect to PostgreSQL at postgresql://dreambot:***@127.0.0.1:1/dreambot" in err
+    assert "cannot connect to PostgreSQL at postgresql://dreambot:<redacted>@127.0.0.1:1/dreambot" in err
     assert "hunter2" not in err and "Traceback" not in err
