@@ -305,8 +305,7 @@ class Deliverer:
                 held += 1
                 continue
             ids.append(artifact_id)
-            local = await asyncio.to_thread(files.local, self.bot.storage.data_dir, art.path)
-            blobs.append(await asyncio.to_thread(local.read_bytes))
+            blobs.append(await asyncio.to_thread(files.read_uncached, self.bot.storage.data_dir, art.path))
             spoilers.append(flagged)
         await usage.record_withheld(self.bot.db, event_id=event.id, job_id=event.job_id, count=held)
         return Screened(ids=ids, blobs=blobs, spoilers=spoilers, held=held)

@@ -17,8 +17,9 @@ CHECKPOINT_KOHYA = "kohya.safetensors"  # a checkpoint's kohya copy, beside its 
 FORMATS = ("diffusers", "kohya")
 
 
-async def export_file(db: aiosqlite.Connection, subject: Subject, fmt: str, data_dir: Path) -> tuple[Path, str]:
-    """(path on disk, file name to send) of the subject's LoRA in the format asked for."""
+async def export_file(db: aiosqlite.Connection, subject: Subject, fmt: str, data_dir: Path) -> tuple[bytes, str]:
+    """(the file's bytes, the name to send it under) of the subject's LoRA in the format asked for; with an object
+    store nothing of it stays on the bot's disk."""
     if subject.adapter_artifact_id is None or subject.state != "trained":
         raise SubjectError(f"{subject.name!r} has no trained adapter to export (it is "
                            f"{subject.state.replace('_', ' ')}).")
@@ -26,15 +27,15 @@ async def export_file(db: aiosqlite.Connection, subject: Subject, fmt: str, data
     if art is None:
         raise SubjectError(f"The adapter of {subject.name!r} is gone; train it again with /train.")
     if fmt == "kohya":
-        path = await _kohya_copy(db, subject, art, data_dir)
+        data = await _kohya_copy(db, subject, art, data_dir)
     else:
-        path = find_weights(await asyncio.to_thread(files.local, data_dir, art.path))
+        data = await asyncio.to_thread(files.read_uncached, data_dir, art.path, find_weights)
     safe = "".join(c if c.isalnum() else "-" for c in subject.name)
-    return path, f"{safe}-{fmt}-lora.safetensors"
+    return data, f"{safe}-{fmt}-lora.safetensors"
 
 
 async def _kohya_copy(db: aiosqlite.Connection, subject: Subject, adapter: artifacts.Artifact,
-                      data_dir: Path) -> Path:
+                      data_dir: Path) -> bytes:
     """The kohya file of exactly the adapter in use: its checkpoint's copy, or its own job's final one."""
     missing = SubjectError(f"There is no kohya copy of the version of {subject.name!r} in use; "
                            "export it as diffusers instead.")
@@ -43,16 +44,16 @@ async def _kohya_copy(db: aiosqlite.Connection, subject: Subject, adapter: artif
         rel = PurePosixPath(adapter.path)
         if rel.name != "adapter":
             raise missing
-        path = await asyncio.to_thread(files.local, data_dir, (rel.parent / CHECKPOINT_KOHYA).as_posix())
-        if not path.is_file():  # a checkpoint written before checkpoints carried one
-            raise missing
-        return path
+        try:
+            return await asyncio.to_thread(files.read_uncached, data_dir, (rel.parent / CHECKPOINT_KOHYA).as_posix())
+        except FileNotFoundError:  # a checkpoint written before checkpoints carried one
+            raise missing from None
     if adapter.job_id is None:
         raise missing
     kohya = await artifacts.for_job(db, adapter.job_id, kind="adapter_kohya")
     if not kohya:
         raise missing
-    return find_weights(await asyncio.to_thread(files.local, data_dir, kohya[-1].path))
+    return await asyncio.to_thread(files.read_uncached, data_dir, kohya[-1].path, find_weights)
 
 
 def find_weights(path: Path) -> Path:

@@ -39,6 +39,8 @@ class Store(Protocol):
 
     def check(self) -> None: ...
     def publish(self, rel: str) -> None: ...
+    def put_bytes(self, rel: str, data: bytes) -> None: ...
+    def get_bytes(self, rel: str) -> bytes: ...
     def materialize(self, rel: str) -> Path: ...
     def remove(self, rel: str) -> bool: ...
     def children(self, folder: str) -> set[str]: ...
@@ -58,6 +60,12 @@ class LocalStore:
 
     def publish(self, rel: str) -> None:
         pass
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        raise NotImplementedError("the local store keeps files under data_dir: write them there (files.put_blob)")
+
+    def get_bytes(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
 
     def materialize(self, rel: str) -> Path:
         return self.root / rel
@@ -140,6 +148,19 @@ class S3Store:
             for file, name in uploads:
                 self.client.upload_file(str(file), self.bucket, self.key(name))
         log.debug("published %s (%d files)", rel, len(uploads))
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        """Upload `data` as the object of `rel` without writing it on this host's disk."""
+        with self._errors(f"upload {rel}"):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data)
+
+    def get_bytes(self, rel: str) -> bytes:
+        """The object of `rel`, read into memory without touching this host's disk; FileNotFoundError if absent."""
+        with self._errors(f"download {rel}"):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"].read()
+            except self.client.exceptions.NoSuchKey:
+                raise FileNotFoundError(f"{rel} is not in the object store") from None
 
     def materialize(self, rel: str) -> Path:
         """data_dir/rel, downloaded first when it is missing here (a file, or a folder's every object).

@@ -71,14 +71,18 @@ def put_blob(data_dir: Path, data: bytes, suffix: str) -> tuple[str, str]:
     """Store `data` content-addressed, and publish it; returns (sha256, path relative to data_dir). Idempotent."""
     digest = sha256_bytes(data)
     rel = Path(BLOB_DIR) / digest[:2] / f"{digest}{suffix}"
+    store = blobs.for_dir(data_dir)
+    if store.remote:
+        # The bucket keeps the only copy: a photo leaves no trace on the disk of the host that took it in (the
+        # bot's), which a /forget run by another process could not reach. Uploaded even when the object exists:
+        # it is fresh again for the sweep, which may have been about to collect an unused copy.
+        store.put_bytes(rel.as_posix(), data)
+        return digest, rel.as_posix()
     target = data_dir / rel
     if target.exists():
         os.utime(target)  # fresh again: the sweep collects only blobs left unused for a while
     else:
         atomic_write(target, data)
-    # Uploaded even when it was here already: a new object is fresh for the sweep too, and the store may have
-    # collected an unused copy meanwhile.
-    blobs.for_dir(data_dir).publish(rel.as_posix())
     return digest, rel.as_posix()
 
 
@@ -103,6 +107,21 @@ def publish(data_dir: Path, rel: str) -> None:
     worker or bot on another host can read it. A no-op without an object store."""
     resolve(data_dir, rel)
     blobs.for_dir(data_dir).publish(rel)
+
+
+def read_uncached(data_dir: Path, rel: str, pick=None) -> bytes:
+    """The bytes of a recorded file, or of `pick(folder)` inside a recorded folder, for a process that only passes
+    them on (the bot posting an image, sending an export): with an object store nothing of it stays on this
+    host's disk (a file is read straight into memory; a folder's pick is downloaded, read and dropped)."""
+    store = blobs.for_dir(data_dir)
+    resolve(data_dir, rel)
+    if store.remote and pick is None:
+        return store.get_bytes(rel)
+    try:
+        path = local(data_dir, rel)
+        return (pick(path) if pick else path).read_bytes()
+    finally:
+        evict(data_dir, rel)
 
 
 def evict(data_dir: Path, rel: str) -> bool:

@@ -14,6 +14,7 @@ Each row is handled alone: one that fails is logged and counted, and the sweep g
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -147,3 +148,35 @@ async def _collect_orphans(db: aiosqlite.Connection, data_dir: Path, tally: _Tal
                 if await fetch_one(db, "SELECT 1 FROM photos WHERE path = ?", (rel,)) is None:
                     found += await tally.attempt(rel, _remove(data_dir, rel))
     return found
+
+
+
+async def drop_stale_cache(db: aiosqlite.Connection, *, data_dir: Path) -> int:
+    """With an object store, drop this host's cached copies of photos, job files and adapters that no running
+    job uses: what a worker killed mid-job left on its disk (a later /forget, run elsewhere, could not reach
+    it). A worker runs this at start. Files of running jobs stay (another worker may share this data dir).
+    Returns how many cached files or folders were dropped; without an object store, 0."""
+    data_dir = Path(data_dir)
+    if not blobs.for_dir(data_dir).remote:
+        return 0
+    running = await fetch_all(db, "SELECT id, subject_id, params FROM jobs WHERE state = 'running'")
+    subject_ids = {r["subject_id"] for r in running if r["subject_id"] is not None}
+    for row in running:
+        subject_ids |= set(json.loads(row["params"] or "{}").get("subject_ids") or ())
+    keep = {f"jobs/{r['id']}" for r in running} | {f"subjects/{s}" for s in subject_ids}
+    if subject_ids:
+        marks = ",".join("?" * len(subject_ids))
+        keep |= {r["path"] for r in await fetch_all(
+            db, f"SELECT path FROM photos WHERE subject_id IN ({marks})", tuple(subject_ids))}
+
+    def drop() -> int:
+        dropped = 0
+        for folder in ("jobs", "subjects"):
+            for child in sorted((data_dir / folder).glob("*")):
+                rel = f"{folder}/{child.name}"
+                dropped += rel not in keep and files.evict(data_dir, rel)
+        for blob in sorted((data_dir / files.BLOB_DIR).rglob("*")):
+            rel = blob.relative_to(data_dir).as_posix()
+            dropped += blob.is_file() and rel not in keep and files.evict(data_dir, rel)
+        return dropped
+    return await asyncio.to_thread(drop)

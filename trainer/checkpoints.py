@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step-"
 CHECKPOINT_KOHYA = "kohya.safetensors"  # the checkpoint's kohya copy, beside adapter/ (bot/exports.py reads it)
-# A checkpoint made under other values of these cannot continue this run: it starts afresh instead.
-RESUME_MUST_MATCH = ("base_model", "rank", "alpha", "train_text_encoder", "resolution", "batch_size")
+# A checkpoint made under other values of these cannot continue this run: it starts afresh instead. The base
+# model is compared by its weights' fingerprint when both runs know it (hosts of a fleet keep the same model at
+# different paths), else by name.
+RESUME_MUST_MATCH = ("rank", "alpha", "train_text_encoder", "resolution", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ def resume(pipe, optimizer, scaler, generator, cfg: TrainConfig, out_dir: Path) 
     ckpt = found[-1]
     state = json.loads((ckpt / "state.json").read_text())
     saved = state["config"]
-    for key in RESUME_MUST_MATCH:
+    model_key = "base_weights" if cfg.base_weights and saved.get("base_weights") else "base_model"
+    for key in (model_key, *RESUME_MUST_MATCH):
         if saved.get(key) != getattr(cfg, key):
             log.warning("not resuming from %s: %s was %r, now %r", ckpt, key, saved.get(key), getattr(cfg, key))
             return 0

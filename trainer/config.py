@@ -40,6 +40,7 @@ class TrainConfig:
 
     # what is learned
     base_model: str = _setting("base_model")  # the job may name another model
+    base_weights: str = ""  # the base model's content fingerprint (models.fingerprint), when the worker knows it
     family: str = "sd1"  # the base model's family (storage.model_families): chooses resolution and presets
     token: str = "sks"  # rare identifier token bound to the subject (storage picks one per subject)
     class_noun: str = "dog"  # what the subject is; the class prompt keeps the model's prior for it

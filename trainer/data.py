@@ -160,10 +160,15 @@ def generate_class_images(pipe, out_dir: Path, *, prompt: str, count: int, resol
         generators = [torch.Generator(pipe.unet.device).manual_seed(CLASS_SEED_BASE + i) for i in batch]
         images = pipe(prompt=[prompt] * len(batch), num_inference_steps=steps, guidance_scale=guidance,
                       height=resolution, width=resolution, generator=generators).images
-        for i, image in zip(batch, images, strict=True):
-            tmp = partial / f".{i:05d}.tmp.png"
-            image.save(tmp)
-            tmp.replace(partial / f"{i:05d}.png")
+        try:
+            for i, image in zip(batch, images, strict=True):
+                tmp = partial / f".{i:05d}.{os.getpid()}.tmp.png"  # workers sharing a data dir may race here
+                image.save(tmp)
+                tmp.replace(partial / f"{i:05d}.png")
+        except FileNotFoundError:
+            if out_dir.is_dir():  # another worker on this data dir finished the same set and moved the folder
+                return out_dir
+            raise
         if progress:
             progress(count - len(todo) + start + len(batch), count)
     try:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage import artifacts, blobs, files, guilds, jobs, lifecycle, logs, metrics, subjects
+from storage import artifacts, blobs, files, guilds, jobs, lifecycle, logs, metrics, retention, subjects
 from storage import db as storage_db
 from storage.config import StorageConfig, TrainerSettings
 from storage.errors import BlobStoreError, DreambotError, LeaseLost, StopRequested
@@ -116,6 +116,8 @@ class Worker:
         await self._check_start()
         async with storage_db.connect(self.storage.database, busy_timeout_ms=self.storage.busy_timeout_ms) as db:
             self.db = db
+            if dropped := await retention.drop_stale_cache(db, data_dir=self.data_dir):
+                log.info("dropped %d cached files of jobs that no longer run here (a killed worker's)", dropped)
             log.info("worker %s polling for %s jobs", self.worker_id, ", ".join(self.kinds))
             busy = BUSY_BACKOFF_SECONDS[0]
             while not self._shutdown.is_set():
@@ -387,6 +389,9 @@ class Worker:
                                    family=models.family_name(pipe))
         self._images.unload_all()  # training needs the plain base model
         cfg = self._memory_plan(job, cfg)
+        # the weights' fingerprint: keys the shared class images, and lets a checkpoint resume on another host
+        cfg = dataclasses.replace(cfg, base_weights=await asyncio.to_thread(
+            models.fingerprint, cfg.base_model, dtype=pipe.unet.dtype, cache_path=models.weight_hash_cache(self.data_dir)))
 
         callbacks = _JobCallbacks(self, job, flags)
         check_tiles = safety.TileCheck(self._safety, await self._call(guilds.nsfw_mode, job.guild_id))
@@ -450,11 +455,9 @@ class Worker:
     async def _class_images(self, job, cfg, pipe, callbacks: _JobCallbacks) -> tuple[Path, float]:
         """The shared class-image set for this model, prompt and recipe, reused if any job made it before; and the
         seconds spent making it (0.0 when reused)."""
-        from trainer import data, models
+        from trainer import data
 
-        model = await asyncio.to_thread(models.fingerprint, cfg.base_model, dtype=pipe.unet.dtype,
-                                        cache_path=models.weight_hash_cache(self.data_dir))
-        key = data.class_cache_key(model=model, prompt=cfg.class_prompt,
+        key = data.class_cache_key(model=cfg.base_weights, prompt=cfg.class_prompt,
                                    resolution=cfg.resolution, steps=cfg.sample_steps, guidance=cfg.guidance_scale,
                                    count=cfg.class_images, sampler=type(pipe.scheduler).__name__)
         cached = await self._call(artifacts.find_cached, key)

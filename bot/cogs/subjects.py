@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Literal
 
@@ -63,8 +64,8 @@ class Subjects(commands.Cog):
                                     guild_id=interaction.guild_id)
         if found is None:
             raise SubjectError(f"You have no subject called {subject!r}. /subjects lists yours.")
-        path, filename = await exports.export_file(bot.db, found, format, bot.storage.data_dir)
-        size = path.stat().st_size
+        data, filename = await exports.export_file(bot.db, found, format, bot.storage.data_dir)
+        size = len(data)
         if size > bot.settings.max_attachment_mb * MIB:
             raise SubjectError(f"The {format} file is {size / MIB:.1f} MB, over Discord's "
                                f"{bot.settings.max_attachment_mb} MB limit. Ask the bot's operator for it.")
@@ -73,7 +74,7 @@ class Subjects(commands.Cog):
         await interaction.followup.send(f"Your **{found.name}** LoRA ({format} format). Keep it private: it can "
                                         f"make images of your subject. {terms} Its use restrictions apply to this "
                                         "file and to whoever you give it to.",
-                                        file=discord.File(path, filename=filename), ephemeral=True)
+                                        file=discord.File(io.BytesIO(data), filename=filename), ephemeral=True)
 
 
 async def setup(bot) -> None:

@@ -61,8 +61,8 @@ async def test_export_hands_out_the_version_in_use(db, tmp_path, job, version, f
     """Either format is the file of the adapter in use: its own job's final copy, or its checkpoint's."""
     data_dir = tmp_path / "data"
     made = {name: await _trained_job(db, data_dir, name) for name in ("first", "second")}
-    path, name = await export_file(db, _subject(made[job][version]), fmt, data_dir)
-    assert path.read_bytes() == content and name == f"rex-{fmt}-lora.safetensors"
+    data, name = await export_file(db, _subject(made[job][version]), fmt, data_dir)
+    assert data == content and name == f"rex-{fmt}-lora.safetensors"
 
 
 async def test_kohya_export_of_a_checkpoint_without_its_copy_is_refused(db, tmp_path):

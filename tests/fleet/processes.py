@@ -53,14 +53,15 @@ class Fleet:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> Member:
         home = self.root / name
         home.mkdir(parents=True)
-        # The base model on each host's own disk, at the same path as every host names it: a checkpoint records the
-        # base_model it was trained on, and a resume on another host checks the name (trainer.checkpoints).
+        # The base model on each host's own disk, at a path of its own: a resume on another host matches the
+        # checkpoint's base model by its weights' fingerprint, not by where it lives (trainer.checkpoints).
         shutil.copytree(self.model, home / "model")
         full = {k: v for k, v in os.environ.items() if not k.startswith(("DREAMBOT_", "AWS_", "DISCORD_"))}
         full.update({"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                      "OMP_NUM_THREADS": "1", "TMPDIR": str(home / "tmp"), "HOME": str(home),
                      "DREAMBOT_STORAGE_DATA_DIR": str(home / "data"),
-                     "DREAMBOT_TRAINER_BASE_MODEL": "./model", "DREAMBOT_TRAINER_SAFETY_CHECKER": "./model",
+                     "DREAMBOT_TRAINER_BASE_MODEL": str(home / "model"),
+                     "DREAMBOT_TRAINER_SAFETY_CHECKER": str(home / "model"),
                      **self.shared_env, **env})
         (home / "tmp").mkdir()
         with open(home / "log.txt", "wb") as log:

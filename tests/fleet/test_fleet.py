@@ -75,3 +75,15 @@ def test_no_process_logs_a_secret(fleet: Outcome):
     """Neither the bot token nor the object store's secret key appears in any process's log."""
     for member in fleet.members:
         assert fleet.token not in member.log and SECRET_KEY not in member.log, member.name
+
+
+def test_no_host_keeps_peoples_files(fleet: Outcome):
+    """When the work is done, neither the bot's disk nor a surviving worker's holds a photo, image, checkpoint or
+    adapter: the bucket has the only copy, which every deletion reaches. (The killed worker's leftovers go when it
+    starts again: tests/storage/test_blobs.py.)"""
+    for member in fleet.members:
+        if member is fleet.kill.victim:
+            continue
+        held = [p.relative_to(member.data_dir).as_posix() for folder in ("blobs", "jobs", "subjects")
+                for p in (member.data_dir / folder).rglob("*") if p.is_file()]
+        assert held == [], member.name

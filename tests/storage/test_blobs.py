@@ -64,24 +64,25 @@ async def _user_paths(db, user_id: int) -> set[str]:
 
 
 async def test_a_photo_taken_in_on_one_host_is_read_on_another(db, host, s3_bucket):
-    """Photos kept by the bot's host are in the bucket, and a worker host with an empty data dir reads them."""
+    """Photos the bot's host takes in go to the bucket and nowhere else (its disk keeps no copy that a /forget from
+    another host could miss), and a worker host with an empty data dir reads them."""
     bot_host, worker_host = host("bot"), host("worker")
     subject = await draft(db, bot_host)
     stored = await subjects.photos(db, subject.id)
     assert s3_keys(s3_bucket) == sorted({f"{PREFIX}/{p.path}" for p in stored})
+    assert not [p for p in bot_host.rglob("*") if p.is_file()]
     for photo in stored:
         assert not (worker_host / photo.path).exists()
-        assert files.local(worker_host, photo.path).read_bytes() == (bot_host / photo.path).read_bytes()
+        assert files.sha256_bytes(files.local(worker_host, photo.path).read_bytes()) == photo.sha256
 
 
 async def test_an_adapter_trained_on_a_worker_host_is_exported_by_the_bot_host(db, host):
     """/export on the bot's host hands out the adapter a worker on another host trained, in both formats."""
     worker_host, bot_host = host("worker"), host("bot")
     subject = await _trained(db, worker_host)
-    path, _ = await exports.export_file(db, subject, "kohya", bot_host)
-    assert path.read_bytes() == b"kohya" and bot_host in path.parents
-    path, _ = await exports.export_file(db, subject, "diffusers", bot_host)
-    assert path.read_bytes() == b"weights" and bot_host in path.parents
+    assert (await exports.export_file(db, subject, "kohya", bot_host))[0] == b"kohya"
+    assert (await exports.export_file(db, subject, "diffusers", bot_host))[0] == b"weights"
+    assert not [p for p in bot_host.rglob("*") if p.is_file()]  # sent on, not kept
 
 
 async def test_forget_leaves_nothing_of_the_user_in_the_bucket(db, host, s3_bucket):
@@ -268,3 +269,26 @@ def test_without_a_blob_url_nothing_leaves_the_data_dir(tmp_path):
     _, rel = files.put_blob(data_dir, b"photo", ".jpg")
     assert files.local(data_dir, rel) == (data_dir / rel).resolve()
     assert files.remove(data_dir, rel) and not (data_dir / rel).exists()
+
+
+async def test_a_restarted_worker_drops_what_a_killed_one_left_in_its_cache(db, host):
+    """A worker killed mid-job leaves that job's photos and files on its disk; at its next start it drops every
+    cached photo, job folder and adapter that no running job uses (a /forget elsewhere could not reach them), and
+    keeps a running job's (another worker may share the data dir)."""
+    worker = host("worker")
+    ended = await _trained(db, worker, owner_id=1)
+    running = (await consented(db, worker, owner_id=2, review=False, name="tom")).job
+    claimed = await jobs.claim(db, worker_id="w2", lease_seconds=60, kinds=("train",))
+    assert claimed.id == running.id
+    left = [p.path for s in (ended, running) for p in await subjects.photos(db, s.id if s is ended else s.subject_id)]
+    left += [f"jobs/{running.id}/checkpoints/step-000002/state.json", f"jobs/{running.id - 1}/grid.png",
+             f"subjects/{ended.id}/job-1-adapter/w.safetensors", f"subjects/{running.subject_id}/x.safetensors"]
+    for rel in left:
+        if not files.local(worker, rel).exists():
+            (worker / rel).parent.mkdir(parents=True, exist_ok=True)
+            (worker / rel).write_bytes(b"x")
+    await retention.drop_stale_cache(db, data_dir=worker)
+    kept = sorted(p.relative_to(worker).as_posix() for p in worker.rglob("*") if p.is_file())
+    running_photos = [p.path for p in await subjects.photos(db, running.subject_id)]
+    assert kept == sorted([*running_photos, f"jobs/{running.id}/checkpoints/step-000002/state.json",
+                           f"subjects/{running.subject_id}/x.safetensors"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -131,6 +132,23 @@ def test_class_images_resume_after_interruption(pipe, tmp_path):
     data.generate_class_images(pipe, out, prompt="a photo of a dog", count=3, resolution=64, steps=2,
                                guidance=7.5, batch_size=2, progress=lambda done, total: calls.append(done))
     assert calls == [2, 3] and len(data.class_image_paths(out)) == 3
+
+
+def test_a_worker_whose_class_set_another_worker_finished_takes_that_one(pipe, tmp_path):
+    """Two workers on one data dir make the same set: when the other one finishes first and moves the folder away
+    mid-run, this one returns the finished set instead of failing the job."""
+    out = tmp_path / "set"
+    partial = out.with_name("set.partial")
+
+    def the_other_worker_finishes(done, total):
+        if done == 2:
+            data.generate_class_images(pipe, tmp_path / "theirs", prompt="a dog", count=3, resolution=64, steps=2,
+                                       guidance=7.5)
+            shutil.rmtree(partial)
+            (tmp_path / "theirs").rename(out)
+    got = data.generate_class_images(pipe, out, prompt="a dog", count=3, resolution=64, steps=2, guidance=7.5,
+                                     batch_size=2, progress=the_other_worker_finishes)
+    assert got == out and len(data.class_image_paths(out)) == 3 and not partial.exists()
 
 
 def test_class_images_use_fixed_seeds(pipe, tmp_path):

@@ -232,3 +232,16 @@ def test_the_result_says_when_stepping_began_and_what_grids_cost(gridded):
     """first_step_at is set, and the time drawing grids is counted apart from the rest of the run."""
     result, _ = gridded
     assert result.first_step_at is not None and 0 < result.grid_seconds < result.seconds
+
+
+@pytest.mark.parametrize(("weights", "resumes"), [("same", True), ("other", False)])
+def test_resume_on_another_host_follows_the_weights_not_the_path(pipe, train_cfg, photo_paths, class_dir, tmp_path,
+                                                                 weights, resumes):
+    """A fleet's hosts keep the base model at different paths: a checkpoint made on one resumes on another when
+    the weights' fingerprint matches, and starts afresh when it doesn't."""
+    here = dataclasses.replace(train_cfg, base_model="/host-a/models/sd", base_weights="same")
+    first = _run(pipe, here, photo_paths, class_dir, tmp_path / "job", Recorder(stop_at=2))
+    assert first.stopped
+    there = dataclasses.replace(train_cfg, base_model="/host-b/cache/sd", base_weights=weights)
+    second = _run(pipe, there, photo_paths, class_dir, tmp_path / "job")
+    assert second.resumed_from == (2 if resumes else None)
