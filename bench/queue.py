@@ -50,12 +50,14 @@ async def _fill(location, n: int, producers: int) -> float:
         return n / (time.perf_counter() - start)
 
 
-def _worker(location, worker_id: str, start_at: float, out: mp.Queue) -> None:
+def _worker(location, worker_id: str, ready: mp.Queue, go, out: mp.Queue) -> None:
     async def run() -> tuple[list[float], int]:
         latencies, done = [], 0
         async with database.connect(location, run_migrations=False) as db:
-            while time.time() < start_at:
-                await asyncio.sleep(0.001)
+            # as a worker that has run for a while: connected, the server's caches of the jobs table warm
+            await database.fetch_all(db, "SELECT count(*) FROM jobs WHERE state = 'queued'")
+            ready.put(worker_id)
+            await asyncio.to_thread(go.wait)
             while True:
                 t0 = time.perf_counter()
                 job = await jobs.claim(db, worker_id=worker_id, lease_seconds=60)
@@ -68,11 +70,18 @@ def _worker(location, worker_id: str, start_at: float, out: mp.Queue) -> None:
 
 
 def _drain(location, workers: int) -> dict:
+    """`workers` processes claim and complete until the queue is empty; the clock starts once every one of them
+    has started, imported and connected (process start-up is not claim latency)."""
     out: mp.Queue = mp.Queue()
-    start_at = time.time() + 1.0  # let every process open its connection first
-    procs = [mp.Process(target=_worker, args=(location, f"w{i}", start_at, out)) for i in range(workers)]
+    ready: mp.Queue = mp.Queue()
+    go = mp.Event()
+    procs = [mp.Process(target=_worker, args=(location, f"w{i}", ready, go, out)) for i in range(workers)]
     for p in procs:
         p.start()
+    for _ in procs:
+        ready.get()
+    start_at = time.time()
+    go.set()
     results = [out.get() for _ in procs]
     finished = time.time()
     for p in procs:

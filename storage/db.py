@@ -211,7 +211,7 @@ async def fetch_atomic(db: aiosqlite.Connection, query: str, params=()) -> list[
         return await fetch_all(db, query, params)
     if isinstance(db, PgConnection):
         async with _locks.setdefault(db, asyncio.Lock()):
-            return (await db.run_batch([(query, params)], shared=True))[0]
+            return await db.run_atomic(query, tuple(params))
     async with transaction(db, shared=True):
         return await fetch_all(db, query, params)
 

@@ -70,6 +70,13 @@ def postgres(sql: str) -> str:
     return _outside_literals(sql, _placeholders, escape=True)
 
 
+def numbered(sql: str) -> str:
+    """A statement with `?` placeholders as PostgreSQL's PREPARE takes it: $1, $2, ... in order."""
+    count = iter(range(1, 1000))
+    return _outside_literals(_functions(sql), lambda code: _PARAM.sub(
+        lambda m: f"${next(count)}" if m.group(0) == "?" else m.group(0), code), escape=False)
+
+
 _TRIGGER = re.compile(
     r"CREATE\s+TRIGGER\s+(\w+)\s+BEFORE\s+(UPDATE|DELETE)\s+ON\s+(\w+)\s*(?:WHEN\s+(.*?))?\s*"
     r"BEGIN\s+SELECT\s+RAISE\(\s*ABORT\s*,\s*('(?:[^']|'')*')\s*\)\s*;\s*END\s*;", re.S | re.I)

@@ -55,6 +55,10 @@ def _row_factory(cursor):
     return _row_class(_names(cursor))
 
 
+def _has_columns(cursor) -> bool:
+    return cursor.pgresult is not None and cursor.pgresult.nfields > 0
+
+
 def _names(cursor) -> tuple[str, ...]:
     """The result's column names, read off the result itself (psycopg's `description` builds an object per
     column on every access: most of the cost of a small statement)."""
@@ -118,6 +122,7 @@ class PgConnection:
         self._listener: psycopg.AsyncConnection | None = None
         self._wakeups: asyncio.Queue[None] | None = None
         self._listen_task: asyncio.Task | None = None
+        self._prepared: dict[str, str | None] = {}  # storage's SQL -> its prepared name here (None: not prepared)
         self.in_transaction = False
 
     @classmethod
@@ -127,7 +132,7 @@ class PgConnection:
     async def execute(self, sql: str, params: Sequence | dict = ()) -> Cursor:
         async with self._conn.cursor(row_factory=_row_factory) as cur:
             await cur.execute(dialect.postgres(sql), params)
-            rows = await cur.fetchall() if _names(cur) else []
+            rows = await cur.fetchall() if _has_columns(cur) else []
             return Cursor(rows, cur.rowcount)
 
     async def execute_fetchall(self, sql: str, params: Sequence | dict = ()) -> list[Row]:
@@ -187,27 +192,54 @@ class PgConnection:
             self.in_transaction = False
 
     async def run_batch(self, statements: list[tuple[str, Sequence | dict]], *, shared: bool,
-                        notify: bool = False) -> list[list[Row]]:
+                        notify: bool = False, raw: bool = False,
+                        prepare: tuple[str, str] | None = None) -> list[list[Row]]:
         """BEGIN, the write turn, every statement (and a NOTIFY), COMMIT, sent as one round trip; each
         statement's rows. On an error the transaction is rolled back and the error raised: nothing is kept.
-        The caller holds the connection's transaction lock."""
+        `raw`: the statements are PostgreSQL already, values included. `prepare` (sql, name): also PREPARE that
+        statement under that name, for `run_atomic`'s later calls. The caller holds the connection's transaction
+        lock."""
         lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         async with self._conn.cursor(row_factory=_row_factory) as cur:
-            body = [cur.mogrify(dialect.postgres(sql), params) for sql, params in statements]
-            script = "; ".join([f"BEGIN; SELECT {lock}({WRITE_LOCK})", *body]
-                               + ([f"NOTIFY {JOBS_CHANNEL}"] if notify else []) + ["COMMIT"])
+            body = [sql if raw else cur.mogrify(dialect.postgres(sql), params) for sql, params in statements]
+            head = [f"BEGIN; SELECT {lock}({WRITE_LOCK})"]
+            if prepare is not None:  # PREPARE is not transactional: kept even if the statement fails
+                head.insert(0, f"PREPARE {prepare[1]} AS {dialect.numbered(prepare[0])}")
+            script = "; ".join([*head, *body] + ([f"NOTIFY {JOBS_CHANNEL}"] if notify else []) + ["COMMIT"])
             try:
                 await cur.execute(script)
             except BaseException:
                 with contextlib.suppress(psycopg.Error):
                     await self._conn.execute("ROLLBACK")
                 raise
+            if prepare is not None:
+                self._prepared[prepare[0]] = prepare[1]
+                cur.nextset()  # past PREPARE's result
             results = []
             cur.nextset()  # past BEGIN's and the lock's results
             for _ in statements:
                 cur.nextset()
-                results.append(await cur.fetchall() if _names(cur) else [])
+                results.append(await cur.fetchall() if _has_columns(cur) else [])
             return results
+
+    async def run_atomic(self, sql: str, params: Sequence) -> list[Row]:
+        """One statement that is atomic by itself (a queue claim, a fenced heartbeat) in a transaction holding the
+        write turn shared, in one round trip. The statement is prepared on the server the first time this
+        connection runs it (parsed and planned once, as a worker runs it thousands of times); the values go as
+        literals of EXECUTE, bound on the client as everywhere else."""
+        if sql not in self._prepared:
+            name = f"dreambot_q{len(self._prepared)}"
+            self._prepared[sql] = None  # unless the PREPARE below works
+            try:
+                return (await self.run_batch([(sql, params)], shared=True, prepare=(sql, name)))[0]
+            except psycopg.Error:  # a statement PostgreSQL could not prepare (or that failed): run it plainly
+                return (await self.run_batch([(sql, params)], shared=True))[0]
+        name = self._prepared[sql]
+        if name is None:
+            return (await self.run_batch([(sql, params)], shared=True))[0]
+        async with self._conn.cursor(row_factory=_row_factory) as cur:
+            values = cur.mogrify(", ".join(["%s"] * len(params)), params) if params else ""
+        return (await self.run_batch([(f"EXECUTE {name}({values})", ())], shared=True, raw=True))[0]
 
     async def notify_jobs(self) -> None:
         """Wake the idle workers listening (delivered when the surrounding transaction commits)."""

@@ -309,3 +309,18 @@ async def test_a_claim_never_lands_inside_a_lifecycle_change(db, db_location, qu
         claimed = await jobs.claim(worker, worker_id="w", lease_seconds=10)
         await changing
     assert claimed.priority == 7
+
+
+@pytest.mark.parametrize("db_location", ["postgresql"], indirect=True)
+async def test_the_queue_statements_are_prepared_once_per_connection(db, queue_cfg):
+    """On PostgreSQL a worker's claim and heartbeat are parsed and planned once per connection, then executed
+    with their values; results are the same as the first, unprepared run's."""
+    made = [await _enqueue(db, queue_cfg, user_id=u) for u in (1, 2, 3)]
+    claimed = [await jobs.claim(db, worker_id="w", lease_seconds=10) for _ in made]
+    assert [j.id for j in claimed] == [j.id for j in made]
+    beats = [await jobs.heartbeat(db, job_id=j.id, lease_token=j.lease_token, lease_seconds=10) for j in claimed]
+    assert all(not b.cancel_requested for b in beats)
+    prepared = await database.fetch_all(db, "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'dreambot_q%'")
+    assert sorted(r["statement"].split()[3] for r in prepared) == ["UPDATE", "UPDATE"]  # PREPARE name AS ...
+    with pytest.raises(LeaseLost):  # a prepared fenced statement still fences
+        await jobs.heartbeat(db, job_id=claimed[0].id, lease_token="not-the-token", lease_seconds=10)
