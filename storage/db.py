@@ -191,7 +191,7 @@ async def fetch_grouped(db: aiosqlite.Connection, query: str, params=(), *,
     if in_transaction(db):  # part of a larger change: it commits with that one
         rows = await fetch_all(db, query, params)
         if wake_workers:
-            await notify_jobs(db)
+            await _notify_jobs(db)
         return rows
     group = _groups.setdefault(db, _Group())
     done = asyncio.get_running_loop().create_future()
@@ -261,7 +261,7 @@ async def _flush_one_by_one(db: aiosqlite.Connection, batch: list[_Waiting]) -> 
                         failed = (w, exc)
                         raise _StatementFailed from exc
                 if any(w.wake_workers for w in batch):
-                    await notify_jobs(db)
+                    await _notify_jobs(db)
         except _StatementFailed:
             w, exc = failed
             if not w.done.done():
@@ -281,7 +281,7 @@ async def _flush_one_by_one(db: aiosqlite.Connection, batch: list[_Waiting]) -> 
         return
 
 
-async def notify_jobs(db: aiosqlite.Connection) -> None:
+async def _notify_jobs(db: aiosqlite.Connection) -> None:
     """Tell idle workers that a job was queued: on PostgreSQL a NOTIFY (sent at commit); SQLite
     workers poll, so nothing to do there."""
     if isinstance(db, PgConnection):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -122,7 +123,8 @@ class PgConnection:
         self._listener: psycopg.AsyncConnection | None = None
         self._wakeups: asyncio.Queue[None] | None = None
         self._listen_task: asyncio.Task | None = None
-        self._prepared: dict[str, str | None] = {}  # storage's SQL -> its prepared name here (None: not prepared)
+        self._prepared: dict[str, str] = {}  # storage's SQL -> its prepared statement's name on this connection
+        self._names = itertools.count()
         self.in_transaction = False
 
     @classmethod
@@ -227,16 +229,11 @@ class PgConnection:
         write turn shared, in one round trip. The statement is prepared on the server the first time this
         connection runs it (parsed and planned once, as a worker runs it thousands of times); the values go as
         literals of EXECUTE, bound on the client as everywhere else."""
-        if sql not in self._prepared:
-            name = f"dreambot_q{len(self._prepared)}"
-            self._prepared[sql] = None  # unless the PREPARE below works
-            try:
-                return (await self.run_batch([(sql, params)], shared=True, prepare=(sql, name)))[0]
-            except psycopg.Error:  # a statement PostgreSQL could not prepare (or that failed): run it plainly
-                return (await self.run_batch([(sql, params)], shared=True))[0]
-        name = self._prepared[sql]
+        name = self._prepared.get(sql)
         if name is None:
-            return (await self.run_batch([(sql, params)], shared=True))[0]
+            # A fresh name per try: PREPARE is not transactional, so a try that failed after it may have kept it.
+            return (await self.run_batch([(sql, params)], shared=True,
+                                         prepare=(sql, f"dreambot_q{next(self._names)}")))[0]
         async with self._conn.cursor(row_factory=_row_factory) as cur:
             values = cur.mogrify(", ".join(["%s"] * len(params)), params) if params else ""
         return (await self.run_batch([(f"EXECUTE {name}({values})", ())], shared=True, raw=True))[0]

@@ -297,18 +297,20 @@ async def test_an_idle_worker_wakes_as_soon_as_a_job_is_queued_anywhere(db, db_l
 async def test_a_claim_never_lands_inside_a_lifecycle_change(db, db_location, queue_cfg):
     """A multi-statement change on one connection has the write turn to itself: a worker's claim on another
     connection waits for it and sees all of it, never half."""
-    job = await _enqueue(db, queue_cfg)
+    first = await _enqueue(db, queue_cfg, user_id=1)
+    second = await _enqueue(db, queue_cfg, user_id=2)
     async with database.connect(db_location) as worker:
-        async def change():
+        async def change():  # demote the first job, then promote the second: one change
             async with database.transaction(db):
-                await db.execute("UPDATE jobs SET priority = 5 WHERE id = ?", (job.id,))
+                await db.execute("UPDATE jobs SET priority = -1 WHERE id = ?", (first.id,))
                 await asyncio.sleep(0.5)
-                await db.execute("UPDATE jobs SET priority = 7 WHERE id = ?", (job.id,))
+                await db.execute("UPDATE jobs SET priority = 5 WHERE id = ?", (second.id,))
         changing = asyncio.create_task(change())
         await asyncio.sleep(0.1)
         claimed = await jobs.claim(worker, worker_id="w", lease_seconds=10)
         await changing
-    assert claimed.priority == 7
+    # A claim inside the change would skip the locked first job and take the second still at priority 0.
+    assert (claimed.id, claimed.priority) == (second.id, 5)
 
 
 @pytest.mark.parametrize("db_location", ["postgresql"], indirect=True)
